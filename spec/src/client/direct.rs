@@ -1,0 +1,60 @@
+//! To-device messages: `direct_send`, `direct_ack`, the `direct` event (spec `client/direct.md`).
+//!
+//! Used for Olm-encrypted DMs and for Megolm session-key distribution alike; the server cannot
+//! tell them apart. A message is queued until the recipient acknowledges it with `direct_ack`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MessageId, UserId};
+
+/// Send opaque ciphertext to one user.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectSend {
+    /// Recipient (local or remote).
+    pub to: UserId,
+    /// Olm ciphertext.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// The message is stored (durably) and will be delivered.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectSent {
+    /// Its id (also the ordering key of the recipient's queue).
+    pub id: MessageId,
+    /// Server time in Unix milliseconds.
+    pub sent_at: u64,
+}
+
+/// A to-device message delivered to its recipient.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    /// Id to acknowledge.
+    pub id: MessageId,
+    /// Sender.
+    pub from: UserId,
+    /// Olm ciphertext, verbatim.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// Server time the message was accepted, Unix milliseconds.
+    pub sent_at: u64,
+}
+
+/// Acknowledge delivered messages; the server deletes them.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectAck {
+    /// Ids from `direct` events (at most [`super::MAX_ACK_IDS`]).
+    pub ids: Vec<MessageId>,
+}
+
+/// How many of the acknowledged ids were removed (ids already gone are not an error).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectAcked {
+    /// Messages deleted.
+    pub removed: u32,
+}
