@@ -1,1 +1,8 @@
-//! tmp
+//! `mobium-homeserver`: the composition root of a Mobium homeserver.
+//!
+//! Layers inside this crate, bottom to top: [`config`] (settings), [`storage`] (SQL only),
+//! the domain logic that enforces the protocol's rules, and the server that wires the
+//! client API transport (crate `mobium-client-api`) to them.
+
+pub mod config;
+pub mod storage;

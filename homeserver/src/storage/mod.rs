@@ -1,0 +1,313 @@
+//! Storage: one interface ([`Store`]), two implementations (SQLite in [`sqlite`], PostgreSQL in
+//! [`postgres`]), numbered migrations per backend under `homeserver/migrations/`.
+//!
+//! Everything here does SQL and nothing else: permission checks, limits and event fan-out live in
+//! the domain layer (`crate::domain`). Operations that must be atomic under concurrency (claiming
+//! a one-time key, using an invite, enqueueing under a per-recipient cap) are single statements
+//! or single transactions inside the store, so the domain layer never races itself.
+//!
+//! Ids (`MessageId`, channel ids, role ids) are `u64` in Rust and `BIGINT`/`INTEGER` (signed
+//! 64-bit) in SQL; they are converted with a bit-preserving cast. Snowflakes stay below 2^63 until
+//! 2095, so SQL ordering matches id ordering. User ids are stored in their canonical text form
+//! (`pubkey@server`) so remote users can be members too.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
+use mobium_spec::{ChannelId, MessageId, PublicKey, UserId};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint was violated (duplicate key id, already a member, ...).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The recipient's offline queue is at its cap.
+    #[error("queue full")]
+    QueueFull,
+    /// The database failed; the cause is logged, never sent to a peer.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed at start-up.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value no longer parses (corruption or a bug).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for storage calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A queued to-device message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectRow {
+    /// Id (orders the recipient's queue).
+    pub id: MessageId,
+    /// Recipient.
+    pub recipient: UserId,
+    /// Sender.
+    pub sender: UserId,
+    /// Opaque ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// Accepted at, Unix ms.
+    pub sent_at: u64,
+    /// Purged after, Unix ms.
+    pub expires_at: u64,
+}
+
+/// A channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    /// Id.
+    pub id: ChannelId,
+    /// Creator.
+    pub owner: UserId,
+    /// Encrypted metadata.
+    pub metadata: Vec<u8>,
+    /// Created at, Unix ms.
+    pub created_at: u64,
+}
+
+/// An invite link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteRow {
+    /// Secret code.
+    pub code: String,
+    /// Channel it opens.
+    pub channel: ChannelId,
+    /// Creator.
+    pub created_by: UserId,
+    /// Use limit.
+    pub max_uses: Option<u32>,
+    /// Times used.
+    pub uses: u32,
+    /// Expiry, Unix ms.
+    pub expires_at: Option<u64>,
+    /// Revoked invites stay (for a clear error) but cannot be used.
+    pub revoked: bool,
+}
+
+/// Why an invite could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteUse {
+    /// Used: the count went up by one.
+    Used,
+    /// No such code, or revoked.
+    Invalid,
+    /// Past its expiry.
+    Expired,
+    /// At its use limit.
+    Exhausted,
+}
+
+/// A stored channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// Channel.
+    pub channel: ChannelId,
+    /// Id.
+    pub id: MessageId,
+    /// Sender.
+    pub sender: UserId,
+    /// Megolm ciphertext.
+    pub ciphertext: Vec<u8>,
+    /// Accepted at, Unix ms.
+    pub sent_at: u64,
+    /// Last edited at.
+    pub edited_at: Option<u64>,
+    /// Reply target.
+    pub reply_to: Option<MessageId>,
+}
+
+/// A role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRow {
+    /// Id (0 = everyone, created by the first migration with the default bits).
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Permission bits.
+    pub permissions: u64,
+}
+
+/// Who a channel override applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideTargetRow {
+    /// A role id.
+    Role(u64),
+    /// A user.
+    User(UserId),
+}
+
+/// A channel override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideRow {
+    /// Target.
+    pub target: OverrideTargetRow,
+    /// Allowed bits.
+    pub allow: u64,
+    /// Denied bits.
+    pub deny: u64,
+}
+
+/// What `keys_claim` took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKeys {
+    /// The identity key (none if never uploaded: then nothing was claimed).
+    pub identity: Prekey,
+    /// Signed prekey.
+    pub signed: Option<Prekey>,
+    /// The one-time key removed by this claim.
+    pub one_time: Option<Prekey>,
+    /// The fallback key, given only when no one-time key was left.
+    pub fallback: Option<Prekey>,
+}
+
+/// History query bounds (exclusive), see `History` in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Exclusive upper bound.
+    pub before: Option<MessageId>,
+    /// Exclusive lower bound.
+    pub after: Option<MessageId>,
+    /// Page size (already clamped by the caller, >= 1).
+    pub limit: u32,
+}
+
+/// The storage interface. Both backends pass the same test suite (`storage::tests`).
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend (`sqlite` or `postgres`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+    /// A cheap round trip (`SELECT 1`), for `/health` and the latency metric.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool cleanly (SQLite checkpoints its WAL).
+    async fn close(&self);
+
+    // ---- users ----
+    /// Whether the user is registered here.
+    async fn user_exists(&self, key: &PublicKey) -> StoreResult<bool>;
+    /// Registers a user; `false` if they already were.
+    async fn user_create(&self, key: &PublicKey, now: u64) -> StoreResult<bool>;
+    /// Adds a registration token with `uses` uses, optionally expiring.
+    async fn reg_token_create(&self, token: &str, uses: u32, expires_at: Option<u64>) -> StoreResult<()>;
+    /// Uses a registration token once, atomically; `false` if unknown, expired or used up.
+    async fn reg_token_consume(&self, token: &str, now: u64) -> StoreResult<bool>;
+
+    // ---- prekeys ----
+    /// Replaces the identity, signed or fallback key (kind `OneTime` is a caller bug → Conflict).
+    async fn key_set(&self, user: &PublicKey, kind: PrekeyKind, key: &Prekey) -> StoreResult<()>;
+    /// Adds one-time keys; a key id already present for this user → `Conflict`, nothing added.
+    async fn keys_add_one_time(&self, user: &PublicKey, keys: &[Prekey]) -> StoreResult<()>;
+    /// Remaining one-time keys and whether a fallback key exists.
+    async fn keys_count(&self, user: &PublicKey) -> StoreResult<KeysCount>;
+    /// Takes one one-time key (each handed out at most once, also under concurrent claims), or
+    /// the fallback key when none is left. `None` when the user has no identity key.
+    async fn keys_claim(&self, user: &PublicKey) -> StoreResult<Option<ClaimedKeys>>;
+
+    // ---- to-device queue ----
+    /// Queues a message unless the recipient already has `max_queued` messages (`QueueFull`).
+    async fn direct_enqueue(&self, row: &DirectRow, max_queued: u32) -> StoreResult<()>;
+    /// The recipient's queued messages with id > `after`, oldest first, at most `limit`.
+    async fn direct_pending(&self, recipient: &UserId, after: Option<MessageId>, limit: u32) -> StoreResult<Vec<DirectRow>>;
+    /// Deletes the recipient's messages with these ids; returns how many were deleted.
+    async fn direct_ack(&self, recipient: &UserId, ids: &[MessageId]) -> StoreResult<u64>;
+    /// Deletes queued messages with `expires_at <= now`; returns how many.
+    async fn direct_purge_expired(&self, now: u64) -> StoreResult<u64>;
+
+    // ---- channels ----
+    /// Creates a channel and makes its owner the first member, atomically.
+    async fn channel_create(&self, row: &ChannelRow) -> StoreResult<()>;
+    /// A channel by id.
+    async fn channel_get(&self, id: &ChannelId) -> StoreResult<Option<ChannelRow>>;
+    /// Replaces the metadata; `false` if no such channel.
+    async fn channel_set_metadata(&self, id: &ChannelId, metadata: &[u8]) -> StoreResult<bool>;
+    /// Channels the user is a member of, by id.
+    async fn channels_of(&self, user: &UserId) -> StoreResult<Vec<ChannelRow>>;
+    /// Adds a member; `false` if already one.
+    async fn member_add(&self, channel: &ChannelId, user: &UserId, now: u64) -> StoreResult<bool>;
+    /// Removes a member; `false` if not one.
+    async fn member_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool>;
+    /// When the user joined, if a member.
+    async fn member_joined_at(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<u64>>;
+    /// Members and join times, in join order.
+    async fn members(&self, channel: &ChannelId) -> StoreResult<Vec<(UserId, u64)>>;
+    /// Number of members.
+    async fn member_count(&self, channel: &ChannelId) -> StoreResult<u32>;
+    /// Bans a user (idempotent).
+    async fn ban_add(&self, channel: &ChannelId, user: &UserId, by: &UserId, now: u64) -> StoreResult<()>;
+    /// Lifts a ban; `false` if there was none.
+    async fn ban_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool>;
+    /// Whether the user is banned.
+    async fn is_banned(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool>;
+
+    // ---- invites ----
+    /// Stores a new invite (`Conflict` on a duplicate code).
+    async fn invite_create(&self, row: &InviteRow) -> StoreResult<()>;
+    /// An invite by code (revoked ones included).
+    async fn invite_get(&self, code: &str) -> StoreResult<Option<InviteRow>>;
+    /// A channel's usable invites (not revoked, not expired at `now`, not exhausted).
+    async fn invites_of(&self, channel: &ChannelId, now: u64) -> StoreResult<Vec<InviteRow>>;
+    /// Revokes; `false` if no such code.
+    async fn invite_revoke(&self, code: &str) -> StoreResult<bool>;
+    /// Uses an invite once, atomically (no over-use under concurrency).
+    async fn invite_use(&self, code: &str, now: u64) -> StoreResult<InviteUse>;
+
+    // ---- roles and overrides ----
+    /// Creates a role; returns its id (> 0).
+    async fn role_create(&self, name: &str, permissions: u64) -> StoreResult<u64>;
+    /// Updates name and/or bits; `None` if no such role.
+    async fn role_update(&self, id: u64, name: Option<&str>, permissions: Option<u64>) -> StoreResult<Option<RoleRow>>;
+    /// Deletes a role (not 0) with its grants and overrides; `false` if none.
+    async fn role_delete(&self, id: u64) -> StoreResult<bool>;
+    /// A role by id.
+    async fn role_get(&self, id: u64) -> StoreResult<Option<RoleRow>>;
+    /// All roles, by id (0 first).
+    async fn roles(&self) -> StoreResult<Vec<RoleRow>>;
+    /// Grants (idempotent).
+    async fn role_grant(&self, user: &UserId, role: u64) -> StoreResult<()>;
+    /// Revokes; `false` if not held.
+    async fn role_revoke(&self, user: &UserId, role: u64) -> StoreResult<bool>;
+    /// Roles a user holds (not including 0), by id.
+    async fn roles_of(&self, user: &UserId) -> StoreResult<Vec<RoleRow>>;
+    /// Sets (inserts or replaces) an override.
+    async fn override_set(&self, channel: &ChannelId, row: &OverrideRow) -> StoreResult<()>;
+    /// Clears an override; `false` if none.
+    async fn override_clear(&self, channel: &ChannelId, target: &OverrideTargetRow) -> StoreResult<bool>;
+    /// A channel's overrides.
+    async fn overrides(&self, channel: &ChannelId) -> StoreResult<Vec<OverrideRow>>;
+
+    // ---- messages ----
+    /// Stores a message; when this returns `Ok` the row is committed (durable).
+    async fn message_insert(&self, row: &MessageRow) -> StoreResult<()>;
+    /// A message by id.
+    async fn message_get(&self, channel: &ChannelId, id: MessageId) -> StoreResult<Option<MessageRow>>;
+    /// Replaces ciphertext and sets `edited_at`; `false` if no such message.
+    async fn message_edit(&self, channel: &ChannelId, id: MessageId, ciphertext: &[u8], edited_at: u64) -> StoreResult<bool>;
+    /// Deletes; `false` if no such message.
+    async fn message_delete(&self, channel: &ChannelId, id: MessageId) -> StoreResult<bool>;
+    /// A page of history in ascending id order, and whether more lie beyond it in the direction
+    /// of travel (older when paging back or with no bounds, newer when paging with `after` only).
+    async fn history(&self, channel: &ChannelId, q: HistoryQuery) -> StoreResult<(Vec<MessageRow>, bool)>;
+    /// Deletes channel messages sent before `cutoff` (history retention); returns how many.
+    async fn messages_purge_before(&self, cutoff: u64) -> StoreResult<u64>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store named by a `sqlite://…` or `postgres://…` URL and applies migrations.
+pub async fn open(url: &str) -> StoreResult<SharedStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests;
