@@ -5,4 +5,11 @@
 //! client API transport (crate `mobium-client-api`) to them.
 
 pub mod config;
+pub mod domain;
+pub mod http;
+pub mod hub;
+pub mod keyfile;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
 pub mod storage;

@@ -107,7 +107,8 @@ pub struct KeysUpload {
     pub identity_key: Option<Prekey>,
     /// A signed prekey.
     pub signed_prekey: Option<Prekey>,
-    /// New one-time keys (at most [`super::MAX_KEYS_PER_UPLOAD`]).
+    /// New one-time keys (at most [`super::MAX_KEYS_PER_UPLOAD`]); may be omitted.
+    #[serde(default)]
     #[cfg_attr(
         test,
         proptest(

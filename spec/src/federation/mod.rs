@@ -64,7 +64,8 @@ pub enum FedBody {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Transaction {
-    /// Durable events, in the origin's order (at most [`MAX_EVENTS_PER_TXN`]).
+    /// Durable events, in the origin's order (at most [`MAX_EVENTS_PER_TXN`]); may be omitted.
+    #[serde(default)]
     #[cfg_attr(
         test,
         proptest(
@@ -72,7 +73,8 @@ pub struct Transaction {
         )
     )]
     pub events: Vec<FedEvent>,
-    /// Presence and typing: delivered if possible, never retried.
+    /// Presence and typing: delivered if possible, never retried; may be omitted.
+    #[serde(default)]
     #[cfg_attr(
         test,
         proptest(
@@ -120,7 +122,8 @@ pub enum FedResponseBody {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Ack {
-    /// Events refused permanently, by index in `events`, with the reason.
+    /// Events refused permanently, by index in `events`, with the reason; may be omitted.
+    #[serde(default)]
     pub rejected: Vec<Rejected>,
 }
 

@@ -1,0 +1,65 @@
+//! To-device messages (spec `client/direct.md`): stored durably first, pushed live to every
+//! connection of the recipient, deleted only when the recipient acknowledges them.
+
+use std::sync::atomic::Ordering;
+
+use mobium_spec::client::{
+    DirectAck, DirectAcked, DirectMessage, DirectSend, DirectSent, Event, MAX_ACK_IDS, Response,
+};
+use mobium_spec::{ErrorCode, UserId};
+
+use super::{App, Handled, err, now_ms};
+use crate::storage::DirectRow;
+
+pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
+    if !app.is_local(&r.to) {
+        return Err(err(
+            ErrorCode::FederationUnavailable,
+            "messages to users on other servers need federation, not yet enabled",
+        ));
+    }
+    if !app.store.user_exists(&r.to.key).await? {
+        return Err(err(ErrorCode::NotFound, "no such user on this server"));
+    }
+    let now = now_ms();
+    let ttl = u64::try_from(app.settings.message_ttl.as_millis()).unwrap_or(u64::MAX);
+    let row = DirectRow {
+        id: app.next_id(),
+        recipient: r.to.clone(),
+        sender: me.clone(),
+        ciphertext: r.ciphertext,
+        sent_at: now,
+        expires_at: now.saturating_add(ttl),
+    };
+    app.timed(
+        app.store
+            .direct_enqueue(&row, app.settings.max_offline_messages),
+    )
+    .await?;
+    app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
+    let sent = DirectSent {
+        id: row.id,
+        sent_at: row.sent_at,
+    };
+    let frame = mobium_client_api::server::encode_event(&Event::Direct(DirectMessage {
+        id: row.id,
+        from: row.sender,
+        ciphertext: row.ciphertext,
+        sent_at: row.sent_at,
+    }));
+    app.hub.push(&r.to.key, &frame);
+    Ok(Response::DirectSent(sent))
+}
+
+pub(super) async fn ack(app: &App, me: &UserId, r: DirectAck) -> Handled {
+    if r.ids.len() > MAX_ACK_IDS {
+        return Err(err(
+            ErrorCode::TooLarge,
+            "at most 1000 ids per acknowledgement",
+        ));
+    }
+    let removed = app.store.direct_ack(me, &r.ids).await?;
+    Ok(Response::DirectAcked(DirectAcked {
+        removed: u32::try_from(removed).unwrap_or(u32::MAX),
+    }))
+}

@@ -1,0 +1,244 @@
+//! Domain logic: the protocol's rules (permissions, limits, registration policy, delivery) on
+//! top of storage, and the [`ClientHandler`] the WebSocket transport calls.
+//!
+//! One file per area of the client protocol (spec `client/*.md`); this file holds the shared
+//! [`App`] state and the dispatch from a decoded [`Request`] to its handler.
+
+mod channels;
+mod direct;
+mod keys;
+mod messages;
+mod perms;
+mod presence;
+mod roles;
+mod session;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mobium_client_api::server::{AuthRequest, ClientHandler, Connection, ConnectionLimiter};
+use mobium_spec::client::{Authed, ErrorBody, Request, Response};
+use mobium_spec::{
+    ErrorCode, Keypair, MessageId, MessageIdGenerator, PublicKey, ServerName, UserId,
+};
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::storage::{SharedStore, StoreError};
+
+/// Who may register (`SC_REGISTRATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Any key is registered on first authentication.
+    Open,
+    /// New keys need a registration token or a channel invite code.
+    Invite,
+    /// Only existing users.
+    Closed,
+}
+
+/// The limits and policies the domain enforces.
+#[derive(Debug, Clone)]
+pub struct DomainSettings {
+    /// Registration policy.
+    pub registration: Policy,
+    /// Per-recipient cap of queued to-device messages.
+    pub max_offline_messages: u32,
+    /// Lifetime of a queued to-device message.
+    pub message_ttl: Duration,
+    /// Requests per second per user, sustained.
+    pub rate_per_sec: u32,
+    /// Requests per user at once.
+    pub rate_burst: u32,
+}
+
+/// The homeserver's shared state; one per process, behind an `Arc`.
+pub struct App {
+    /// Storage.
+    pub store: SharedStore,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// This server's signing key.
+    pub keypair: Keypair,
+    /// Policies and limits.
+    pub settings: DomainSettings,
+    /// Live connections.
+    pub hub: Hub,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Connection caps (shared with the transport).
+    pub limiter: Arc<ConnectionLimiter>,
+    rate: RateLimiter,
+    ids: Mutex<MessageIdGenerator>,
+    cache: perms::PermCache,
+}
+
+impl App {
+    /// Builds the state.
+    pub fn new(
+        store: SharedStore,
+        server_name: ServerName,
+        keypair: Keypair,
+        settings: DomainSettings,
+        limiter: Arc<ConnectionLimiter>,
+    ) -> Arc<Self> {
+        Arc::new(App {
+            rate: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
+            store,
+            server_name,
+            keypair,
+            settings,
+            hub: Hub::default(),
+            metrics: Metrics::default(),
+            limiter,
+            ids: Mutex::new(MessageIdGenerator::new(0)),
+            cache: perms::PermCache::default(),
+        })
+    }
+
+    /// A fresh time-ordered id.
+    pub fn next_id(&self) -> MessageId {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now_ms())
+    }
+
+    /// `key@this-server`.
+    pub fn local_user(&self, key: &PublicKey) -> UserId {
+        UserId::new(*key, self.server_name.clone())
+    }
+
+    /// Whether `user` belongs to this server.
+    pub fn is_local(&self, user: &UserId) -> bool {
+        user.server == self.server_name
+    }
+
+    /// Drops cached permissions after an out-of-band change (the admin API).
+    pub fn invalidate_permissions(&self) {
+        self.cache.clear();
+    }
+
+    /// Runs a storage write and records its latency.
+    pub(crate) async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let r = fut.await;
+        self.metrics.db_latency(start.elapsed());
+        r
+    }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Storage failures become protocol errors; internal causes are logged, never sent.
+impl From<StoreError> for ErrorBody {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => ErrorBody::new(ErrorCode::Conflict, what),
+            StoreError::QueueFull => ErrorBody::new(
+                ErrorCode::QueueFull,
+                "the recipient's offline queue is full",
+            ),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                ErrorBody::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// Shorthand for a protocol error.
+pub(crate) fn err(code: ErrorCode, message: &str) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+/// Result of a request handler.
+pub(crate) type Handled = Result<Response, ErrorBody>;
+
+#[async_trait::async_trait]
+impl ClientHandler for App {
+    async fn authenticate(
+        &self,
+        conn: &Connection,
+        auth: AuthRequest,
+    ) -> Result<Authed, ErrorBody> {
+        session::authenticate(self, conn, auth).await
+    }
+
+    async fn authenticated(&self, conn: &Connection, user: &PublicKey) {
+        session::authenticated(self, conn, user).await;
+    }
+
+    async fn handle(&self, _conn: &Connection, user: &PublicKey, request: Request) -> Handled {
+        self.metrics
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(wait) = self.rate.check(user, Instant::now()) {
+            let mut e = err(ErrorCode::RateLimited, "too many requests");
+            e.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            return Err(e);
+        }
+        let me = self.local_user(user);
+        match request {
+            Request::Ping => Ok(Response::Pong),
+            Request::KeysUpload(r) => keys::upload(self, &me, r).await,
+            Request::KeysCount => keys::count(self, &me).await,
+            Request::KeysClaim(r) => keys::claim(self, &me, r).await,
+            Request::DirectSend(r) => direct::send(self, &me, r).await,
+            Request::DirectAck(r) => direct::ack(self, &me, r).await,
+            Request::ChannelCreate(r) => channels::create(self, &me, r).await,
+            Request::ChannelUpdate(r) => channels::update(self, &me, r).await,
+            Request::ChannelList => channels::list(self, &me).await,
+            Request::InviteCreate(r) => channels::invite_create(self, &me, r).await,
+            Request::InviteRevoke(r) => channels::invite_revoke(self, &me, r).await,
+            Request::InviteList(r) => channels::invite_list(self, &me, r).await,
+            Request::ChannelJoin(r) => channels::join(self, &me, r).await,
+            Request::ChannelLeave(r) => channels::leave(self, &me, r).await,
+            Request::ChannelKick(r) => channels::remove(self, &me, r, false).await,
+            Request::ChannelBan(r) => channels::remove(self, &me, r, true).await,
+            Request::ChannelUnban(r) => channels::unban(self, &me, r).await,
+            Request::ChannelMembers(r) => channels::members(self, &me, r).await,
+            Request::ChannelPermissions(r) => channels::permissions(self, &me, r).await,
+            Request::RoleCreate(r) => roles::create(self, &me, r).await,
+            Request::RoleUpdate(r) => roles::update(self, &me, r).await,
+            Request::RoleDelete(r) => roles::delete(self, &me, r).await,
+            Request::RoleList => roles::list(self).await,
+            Request::RoleGrant(r) => roles::grant(self, &me, r, true).await,
+            Request::RoleRevoke(r) => roles::grant(self, &me, r, false).await,
+            Request::OverrideSet(r) => roles::override_set(self, &me, r).await,
+            Request::OverrideClear(r) => roles::override_clear(self, &me, r).await,
+            Request::MessageSend(r) => messages::send(self, &me, r).await,
+            Request::History(r) => messages::history(self, &me, r).await,
+            Request::MessageEdit(r) => messages::edit(self, &me, r).await,
+            Request::MessageDelete(r) => messages::delete(self, &me, r).await,
+            Request::PresenceSet(r) => presence::set(self, &me, r).await,
+            Request::PresenceList => presence::list(self, &me).await,
+            Request::Typing(r) => presence::typing(self, &me, r).await,
+            Request::Auth(_) => Err(err(
+                ErrorCode::AlreadyAuthenticated,
+                "already authenticated",
+            )),
+            _ => Err(err(ErrorCode::UnknownOp, "unknown operation")),
+        }
+    }
+
+    async fn disconnected(&self, conn: &Connection, user: Option<&PublicKey>) {
+        if let Some(user) = user {
+            session::disconnected(self, conn, user).await;
+        }
+    }
+
+    fn record_error(&self, code: ErrorCode) {
+        self.metrics.error(code);
+    }
+}

@@ -1,0 +1,188 @@
+//! Effective permissions of a member in a channel (spec `client/channels.md` §Permissions),
+//! with a cache so the message path does not query roles and overrides for every send.
+//!
+//! The cache is cleared wholesale on any change to memberships, roles, grants or overrides:
+//! those are rare next to messages, and wholesale clearing cannot go stale by a missed case.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mobium_spec::client::{EVERYONE_ROLE, ErrorBody};
+use mobium_spec::permissions::{Override, PermissionInputs, Permissions};
+use mobium_spec::{ChannelId, ErrorCode, UserId};
+
+use super::{App, err};
+use crate::storage::{ChannelRow, OverrideTargetRow};
+
+#[derive(Default)]
+struct CacheInner {
+    channels: HashMap<ChannelId, Arc<ChannelRow>>,
+    perms: HashMap<(ChannelId, UserId), Option<Permissions>>,
+    viewers: HashMap<ChannelId, Arc<Vec<UserId>>>,
+}
+
+/// Cached channels, permissions and viewer lists.
+#[derive(Default)]
+pub(crate) struct PermCache {
+    inner: Mutex<CacheInner>,
+}
+
+impl PermCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&self) {
+        *self.lock() = CacheInner::default();
+    }
+}
+
+/// A channel hosted here, or `not_found`.
+pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>, ErrorBody> {
+    if let Some(c) = app.cache.lock().channels.get(id) {
+        return Ok(c.clone());
+    }
+    if id.host != app.server_name {
+        return Err(err(
+            ErrorCode::FederationUnavailable,
+            "channels hosted on other servers are reached through federation, not yet enabled",
+        ));
+    }
+    let row = app
+        .store
+        .channel_get(id)
+        .await?
+        .ok_or_else(|| err(ErrorCode::NotFound, "no such channel"))?;
+    let row = Arc::new(row);
+    app.cache.lock().channels.insert(id.clone(), row.clone());
+    Ok(row)
+}
+
+/// The user's effective permissions, or `None` if not a member.
+pub(crate) async fn of(
+    app: &App,
+    ch: &ChannelRow,
+    user: &UserId,
+) -> Result<Option<Permissions>, ErrorBody> {
+    let key = (ch.id.clone(), user.clone());
+    if let Some(p) = app.cache.lock().perms.get(&key) {
+        return Ok(*p);
+    }
+    let p = compute(app, ch, user).await?;
+    app.cache.lock().perms.insert(key, p);
+    Ok(p)
+}
+
+async fn compute(
+    app: &App,
+    ch: &ChannelRow,
+    user: &UserId,
+) -> Result<Option<Permissions>, ErrorBody> {
+    if app.store.member_joined_at(&ch.id, user).await?.is_none() {
+        return Ok(None);
+    }
+    let roles = app.store.roles_of(user).await?;
+    let everyone = app
+        .store
+        .role_get(EVERYONE_ROLE)
+        .await?
+        .map_or(Permissions::DEFAULT_EVERYONE, |r| {
+            Permissions(r.permissions)
+        });
+    let overrides = app.store.overrides(&ch.id).await?;
+    let mut inputs = PermissionInputs {
+        everyone,
+        roles: roles.iter().map(|r| Permissions(r.permissions)).collect(),
+        is_owner: ch.owner == *user,
+        ..Default::default()
+    };
+    for o in overrides {
+        let ov = Override {
+            allow: Permissions(o.allow),
+            deny: Permissions(o.deny),
+        };
+        match &o.target {
+            OverrideTargetRow::Role(EVERYONE_ROLE) => inputs.everyone_override = Some(ov),
+            OverrideTargetRow::Role(id) if roles.iter().any(|r| r.id == *id) => {
+                inputs.role_overrides.push(ov)
+            }
+            OverrideTargetRow::User(u) if u == user => inputs.user_override = Some(ov),
+            _ => {}
+        }
+    }
+    Ok(Some(inputs.effective()))
+}
+
+/// The user's permissions, requiring membership (`not_found` otherwise, so non-members cannot
+/// probe which channels exist) and every bit of `needed` (`forbidden`).
+pub(crate) async fn require(
+    app: &App,
+    ch: &ChannelRow,
+    user: &UserId,
+    needed: Permissions,
+) -> Result<Permissions, ErrorBody> {
+    let p = of(app, ch, user)
+        .await?
+        .ok_or_else(|| err(ErrorCode::NotFound, "no such channel"))?;
+    if !p.contains(Permissions::VIEW) {
+        return Err(err(ErrorCode::NotFound, "no such channel"));
+    }
+    if !p.contains(needed) {
+        return Err(err(ErrorCode::Forbidden, "missing permission"));
+    }
+    Ok(p)
+}
+
+/// Members who may see the channel's events.
+pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId>>, ErrorBody> {
+    if let Some(v) = app.cache.lock().viewers.get(&ch.id) {
+        return Ok(v.clone());
+    }
+    let mut out = Vec::new();
+    for (user, _) in app.store.members(&ch.id).await? {
+        if of(app, ch, &user)
+            .await?
+            .is_some_and(|p| p.contains(Permissions::VIEW))
+        {
+            out.push(user);
+        }
+    }
+    let out = Arc::new(out);
+    app.cache.lock().viewers.insert(ch.id.clone(), out.clone());
+    Ok(out)
+}
+
+/// Server-wide bits of a user (everyone ∪ roles), for role management.
+pub(crate) async fn server_wide(app: &App, user: &UserId) -> Result<Permissions, ErrorBody> {
+    let everyone = app
+        .store
+        .role_get(EVERYONE_ROLE)
+        .await?
+        .map_or(Permissions::DEFAULT_EVERYONE, |r| {
+            Permissions(r.permissions)
+        });
+    let roles = app.store.roles_of(user).await?;
+    let p = roles
+        .iter()
+        .fold(everyone, |acc, r| acc.union(Permissions(r.permissions)));
+    Ok(if p.contains(Permissions::ADMINISTRATOR) {
+        Permissions::ALL
+    } else {
+        p
+    })
+}
+
+/// Pushes an encoded event to every local viewer of a channel.
+pub(crate) async fn fan_out(
+    app: &App,
+    ch: &ChannelRow,
+    frame: &mobium_client_api::server::Outbound,
+) -> Result<(), ErrorBody> {
+    for user in viewers(app, ch).await?.iter() {
+        if app.is_local(user) {
+            app.hub.push(&user.key, frame);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Authentication and the connection lifecycle (spec `client/auth.md`): the registration policy,
+//! registering the connection for live events, draining queued to-device messages, and
+//! presence on first connect and last disconnect.
+
+use mobium_client_api::server::{AuthRequest, Connection};
+use mobium_spec::client::{Authed, DirectMessage, ErrorBody, Event, PresenceStatus};
+use mobium_spec::{ErrorCode, PublicKey};
+
+use super::{App, Policy, err, now_ms, presence};
+
+/// How many queued messages are read per batch while draining.
+const DRAIN_BATCH: u32 = 256;
+
+pub(super) async fn authenticate(
+    app: &App,
+    conn: &Connection,
+    auth: AuthRequest,
+) -> Result<Authed, ErrorBody> {
+    let mut registered = false;
+    if !app.store.user_exists(&auth.user).await? {
+        match app.settings.registration {
+            Policy::Open => {}
+            Policy::Closed => {
+                return Err(err(
+                    ErrorCode::RegistrationClosed,
+                    "this server does not accept new users",
+                ));
+            }
+            Policy::Invite => {
+                let Some(invite) = auth.invite.as_deref() else {
+                    return Err(err(
+                        ErrorCode::RegistrationClosed,
+                        "this server needs an invite to register",
+                    ));
+                };
+                if !invite_allows_registration(app, invite).await? {
+                    return Err(err(
+                        ErrorCode::RegistrationClosed,
+                        "the invite is not valid",
+                    ));
+                }
+            }
+        }
+        registered = app.store.user_create(&auth.user, now_ms()).await?;
+        if registered {
+            tracing::info!(user = %auth.user, "registered a new user");
+        }
+    }
+    let first = app.hub.register(auth.user, conn.clone());
+    app.metrics
+        .logins
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let me = app.local_user(&auth.user);
+    let queued = app
+        .store
+        .direct_pending(&me, None, app.settings.max_offline_messages)
+        .await?
+        .len();
+    if first {
+        presence::broadcast(app, &me, app.hub.visible_status(&auth.user)).await;
+    }
+    Ok(Authed {
+        user_id: me,
+        registered,
+        queued: u32::try_from(queued).unwrap_or(u32::MAX),
+    })
+}
+
+/// A registration token (consumed) or a usable channel invite of this server (not consumed).
+async fn invite_allows_registration(app: &App, invite: &str) -> Result<bool, ErrorBody> {
+    if app.store.reg_token_consume(invite, now_ms()).await? {
+        return Ok(true);
+    }
+    let Some(row) = app.store.invite_get(invite).await? else {
+        return Ok(false);
+    };
+    let usable = !row.revoked
+        && row.expires_at.is_none_or(|t| t > now_ms())
+        && row.max_uses.is_none_or(|m| row.uses < m);
+    Ok(usable)
+}
+
+/// Pushes every queued to-device message, oldest first. Messages stay queued until acked.
+pub(super) async fn authenticated(app: &App, conn: &Connection, user: &PublicKey) {
+    let me = app.local_user(user);
+    let mut after = None;
+    loop {
+        let batch = match app.store.direct_pending(&me, after, DRAIN_BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "draining the offline queue failed");
+                return;
+            }
+        };
+        let n = batch.len();
+        for row in batch {
+            after = Some(row.id);
+            let ev = Event::Direct(DirectMessage {
+                id: row.id,
+                from: row.sender,
+                ciphertext: row.ciphertext,
+                sent_at: row.sent_at,
+            });
+            if !conn.push_event(ev) {
+                return;
+            }
+        }
+        if n < DRAIN_BATCH as usize {
+            return;
+        }
+    }
+}
+
+pub(super) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey) {
+    if app.hub.unregister(user, conn.id()) {
+        app.rate.forget(user);
+        let me = app.local_user(user);
+        presence::broadcast(app, &me, PresenceStatus::Offline).await;
+    }
+}

@@ -1,0 +1,243 @@
+//! Plain HTTP routes beside the WebSocket (spec `client/http.md`): `/v1/info`, `/health`,
+//! `/metrics`, `/.well-known/mobium` and the operator's admin API.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mobium_spec::permissions::Permissions;
+use mobium_spec::{PROTOCOL_VERSION, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{App, now_ms};
+
+/// Shared state of the HTTP routes.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The domain.
+    pub app: Arc<App>,
+    /// Bearer token of the admin API (`SC_ADMIN_TOKEN`); `None` disables it.
+    pub admin_token: Option<String>,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/v1/info", get(info))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/.well-known/mobium", get(well_known))
+        .route("/v1/admin/registration-tokens", post(create_token))
+        .route("/v1/admin/administrators", post(make_administrator))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Info {
+    name: String,
+    protocol_version: u32,
+    server_type: &'static str,
+    capabilities: Vec<&'static str>,
+    server_key: String,
+    software: String,
+}
+
+async fn info(State(s): State<HttpState>) -> Json<Info> {
+    Json(Info {
+        name: s.app.server_name.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        server_type: "community",
+        capabilities: vec!["dm", "channels", "roles", "presence"],
+        server_key: s.app.keypair.public().to_string(),
+        software: format!("mobium {}", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+async fn health(State(s): State<HttpState>) -> Response {
+    match s.app.store.ping().await {
+        Ok(()) => Json(serde_json_like::ok()).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json_like::down()),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Tiny fixed JSON bodies for `/health`.
+mod serde_json_like {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct Health {
+        status: &'static str,
+        database: &'static str,
+    }
+
+    pub fn ok() -> Health {
+        Health {
+            status: "ok",
+            database: "ok",
+        }
+    }
+
+    pub fn down() -> Health {
+        Health {
+            status: "unavailable",
+            database: "unreachable",
+        }
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let body = s
+        .app
+        .metrics
+        .render(s.app.limiter.current(), s.app.hub.online_users());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[derive(Serialize)]
+struct WellKnown {
+    server: String,
+    server_key: String,
+}
+
+async fn well_known(State(s): State<HttpState>) -> Json<WellKnown> {
+    Json(WellKnown {
+        server: s.app.server_name.to_string(),
+        server_key: s.app.keypair.public().to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    uses: Option<u32>,
+    expires_in_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct TokenCreated {
+    token: String,
+    uses: u32,
+    expires_at: Option<u64>,
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the admin bearer token; the error is the response to send.
+fn admin_only(s: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = s.admin_token.as_deref() else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled (set SC_ADMIN_TOKEN)",
+        )
+            .into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
+        return Err((StatusCode::UNAUTHORIZED, "bad or missing admin token").into_response());
+    }
+    Ok(())
+}
+
+async fn create_token(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    body: Option<Json<TokenRequest>>,
+) -> Response {
+    if let Err(r) = admin_only(&s, &headers) {
+        return r;
+    }
+    let req = body.map(|Json(b)| b).unwrap_or(TokenRequest {
+        uses: None,
+        expires_in_secs: None,
+    });
+    let uses = req.uses.unwrap_or(1).max(1);
+    let expires_at = req
+        .expires_in_secs
+        .map(|s| now_ms().saturating_add(s.saturating_mul(1000)));
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let token = hex::encode(raw);
+    match s.app.store.reg_token_create(&token, uses, expires_at).await {
+        Ok(()) => Json(TokenCreated {
+            token,
+            uses,
+            expires_at,
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "creating a registration token failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AdministratorRequest {
+    user: String,
+}
+
+/// Name of the built-in role the admin API grants.
+const ADMINISTRATOR_ROLE: &str = "administrator";
+
+/// Grants a user the `administrator` role (created on first use): how an operator bootstraps
+/// role management on a fresh server.
+async fn make_administrator(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Json(req): Json<AdministratorRequest>,
+) -> Response {
+    if let Err(r) = admin_only(&s, &headers) {
+        return r;
+    }
+    let user: UserId = match req.user.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid user id: {e}")).into_response();
+        }
+    };
+    let result = async {
+        let all = Permissions::ADMINISTRATOR.0;
+        let existing = s
+            .app
+            .store
+            .roles()
+            .await?
+            .into_iter()
+            .find(|r| r.name == ADMINISTRATOR_ROLE && r.permissions & all == all);
+        let id = match existing {
+            Some(r) => r.id,
+            None => s.app.store.role_create(ADMINISTRATOR_ROLE, all).await?,
+        };
+        s.app.store.role_grant(&user, id).await?;
+        Ok::<u64, crate::storage::StoreError>(id)
+    }
+    .await;
+    match result {
+        Ok(role) => {
+            s.app.invalidate_permissions();
+            tracing::info!(%user, "granted the administrator role");
+            Json(serde_json::json!({ "user": user.to_string(), "role": role })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "granting administrator failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Starting and stopping a homeserver: open storage, load the key, bind, serve the client API
+//! and the HTTP routes, run background purges, and shut down gracefully.
+//!
+//! Tests start servers through [`start`] on port 0 and stop them with [`Running::shutdown`];
+//! `mobium serve` does the same and waits for SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use mobium_client_api::server::{self as ws, ConnectionLimiter, WsSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Registration};
+use crate::domain::{App, DomainSettings, Policy, now_ms};
+use crate::http::{self, HttpState};
+use crate::{keyfile, storage};
+
+/// How often expired messages are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// How long shutdown waits for open sessions to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started server.
+pub struct Running {
+    /// Where clients connect (the bound address).
+    pub addr: SocketAddr,
+    /// The domain state (for tests and metrics).
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    tls: bool,
+}
+
+impl Running {
+    /// The WebSocket URL of the client API.
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/v1/ws", self.addr)
+    }
+
+    /// The base HTTP URL.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting, closes sessions, waits for them and closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Waits until the server stops on its own (it does not, unless shut down).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    /// A handle that triggers shutdown (for signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts a server with `config`. Returns once it is listening and its storage is migrated.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let keypair = keyfile::load_or_create(&config.data_dir.join("server.key"))?;
+    let url = config.database_url();
+    let store = storage::open(&url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&url)))?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(ws::tls_server_config(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.bind_addr())
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind_addr()))?;
+    let addr = listener.local_addr()?;
+    let server_name = config
+        .server_name_for(addr.port())
+        .context("cannot derive a server name; set SC_SERVER_NAME")?;
+    let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    let settings = DomainSettings {
+        registration: match config.registration {
+            Registration::Open => Policy::Open,
+            Registration::Invite => Policy::Invite,
+            Registration::Closed => Policy::Closed,
+        },
+        max_offline_messages: config.max_offline_messages,
+        message_ttl: config.message_ttl(),
+        rate_per_sec: config.rate_limit_per_sec,
+        rate_burst: config.rate_limit_burst,
+    };
+    let app = App::new(
+        store.clone(),
+        server_name.clone(),
+        keypair,
+        settings,
+        limiter.clone(),
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ws_settings = WsSettings {
+        server_name: server_name.clone(),
+        max_message_size: config.max_message_size,
+        auth_timeout: config.auth_timeout(),
+        ping_interval: config.ws_ping_interval(),
+        outbound_queue: 1024,
+    };
+    let router = ws::router(
+        app.clone(),
+        ws_settings,
+        limiter.clone(),
+        shutdown_rx.clone(),
+    )
+    .merge(http::router(HttpState {
+        app: app.clone(),
+        admin_token: config.admin_token.clone(),
+    }));
+    let purge = tokio::spawn(purge_loop(
+        app.clone(),
+        config.history_ttl(),
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(
+        tls = tls.is_some(),
+        server = %server_name,
+        key = %app.keypair.public(),
+        address = %addr,
+        database = store.backend(),
+        "mobium homeserver ready"
+    );
+    let mut stop = shutdown_rx.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let is_tls = tls.is_some();
+    let task = tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            Some(tls) => {
+                // `tap_io` gives the TLS listener axum's peer-address plumbing.
+                let listener = ws::TlsListener::new(listener, tls)?.tap_io(|_| {});
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        }
+        .context("serving")?;
+        // WebSocket sessions see the same signal and close with 1001; wait for them.
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while limiter.current() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = purge.await;
+        store.close().await;
+        tracing::info!("mobium homeserver stopped");
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        app,
+        shutdown: shutdown_tx,
+        task,
+        tls: is_tls,
+    })
+}
+
+/// Deletes expired to-device messages and, if history retention is set, old channel messages.
+async fn purge_loop(
+    app: Arc<App>,
+    history_ttl: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let now = now_ms();
+        match app.store.direct_purge_expired(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired to-device messages deleted"),
+            Err(e) => tracing::error!(error = %e, "purging expired messages failed"),
+        }
+        if let Some(ttl) = history_ttl {
+            let cutoff = now.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            match app.store.messages_purge_before(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "channel history past retention deleted"),
+                Err(e) => tracing::error!(error = %e, "purging old history failed"),
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}

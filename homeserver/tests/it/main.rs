@@ -1,0 +1,15 @@
+//! Integration tests of the homeserver: real servers on port 0, real databases, real WebSockets.
+//! One test binary for the crate (each extra binary costs a link of the whole stack).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+mod auth;
+mod channels;
+mod direct;
+mod durability;
+mod http;
+mod keys;
+mod presence;
+mod transport;
