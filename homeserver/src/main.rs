@@ -1,1 +1,3 @@
+//! The `mobium` binary (a placeholder until the server is wired up).
+
 fn main() {}

@@ -11,6 +11,7 @@
 //! 2095, so SQL ordering matches id ordering. User ids are stored in their canonical text form
 //! (`pubkey@server`) so remote users can be members too.
 
+mod codec;
 pub mod postgres;
 pub mod sqlite;
 
@@ -194,7 +195,12 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a user; `false` if they already were.
     async fn user_create(&self, key: &PublicKey, now: u64) -> StoreResult<bool>;
     /// Adds a registration token with `uses` uses, optionally expiring.
-    async fn reg_token_create(&self, token: &str, uses: u32, expires_at: Option<u64>) -> StoreResult<()>;
+    async fn reg_token_create(
+        &self,
+        token: &str,
+        uses: u32,
+        expires_at: Option<u64>,
+    ) -> StoreResult<()>;
     /// Uses a registration token once, atomically; `false` if unknown, expired or used up.
     async fn reg_token_consume(&self, token: &str, now: u64) -> StoreResult<bool>;
 
@@ -213,7 +219,12 @@ pub trait Store: Send + Sync + 'static {
     /// Queues a message unless the recipient already has `max_queued` messages (`QueueFull`).
     async fn direct_enqueue(&self, row: &DirectRow, max_queued: u32) -> StoreResult<()>;
     /// The recipient's queued messages with id > `after`, oldest first, at most `limit`.
-    async fn direct_pending(&self, recipient: &UserId, after: Option<MessageId>, limit: u32) -> StoreResult<Vec<DirectRow>>;
+    async fn direct_pending(
+        &self,
+        recipient: &UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DirectRow>>;
     /// Deletes the recipient's messages with these ids; returns how many were deleted.
     async fn direct_ack(&self, recipient: &UserId, ids: &[MessageId]) -> StoreResult<u64>;
     /// Deletes queued messages with `expires_at <= now`; returns how many.
@@ -233,13 +244,23 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a member; `false` if not one.
     async fn member_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool>;
     /// When the user joined, if a member.
-    async fn member_joined_at(&self, channel: &ChannelId, user: &UserId) -> StoreResult<Option<u64>>;
+    async fn member_joined_at(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<u64>>;
     /// Members and join times, in join order.
     async fn members(&self, channel: &ChannelId) -> StoreResult<Vec<(UserId, u64)>>;
     /// Number of members.
     async fn member_count(&self, channel: &ChannelId) -> StoreResult<u32>;
     /// Bans a user (idempotent).
-    async fn ban_add(&self, channel: &ChannelId, user: &UserId, by: &UserId, now: u64) -> StoreResult<()>;
+    async fn ban_add(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        by: &UserId,
+        now: u64,
+    ) -> StoreResult<()>;
     /// Lifts a ban; `false` if there was none.
     async fn ban_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool>;
     /// Whether the user is banned.
@@ -261,7 +282,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a role; returns its id (> 0).
     async fn role_create(&self, name: &str, permissions: u64) -> StoreResult<u64>;
     /// Updates name and/or bits; `None` if no such role.
-    async fn role_update(&self, id: u64, name: Option<&str>, permissions: Option<u64>) -> StoreResult<Option<RoleRow>>;
+    async fn role_update(
+        &self,
+        id: u64,
+        name: Option<&str>,
+        permissions: Option<u64>,
+    ) -> StoreResult<Option<RoleRow>>;
     /// Deletes a role (not 0) with its grants and overrides; `false` if none.
     async fn role_delete(&self, id: u64) -> StoreResult<bool>;
     /// A role by id.
@@ -277,7 +303,11 @@ pub trait Store: Send + Sync + 'static {
     /// Sets (inserts or replaces) an override.
     async fn override_set(&self, channel: &ChannelId, row: &OverrideRow) -> StoreResult<()>;
     /// Clears an override; `false` if none.
-    async fn override_clear(&self, channel: &ChannelId, target: &OverrideTargetRow) -> StoreResult<bool>;
+    async fn override_clear(
+        &self,
+        channel: &ChannelId,
+        target: &OverrideTargetRow,
+    ) -> StoreResult<bool>;
     /// A channel's overrides.
     async fn overrides(&self, channel: &ChannelId) -> StoreResult<Vec<OverrideRow>>;
 
@@ -285,14 +315,28 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message; when this returns `Ok` the row is committed (durable).
     async fn message_insert(&self, row: &MessageRow) -> StoreResult<()>;
     /// A message by id.
-    async fn message_get(&self, channel: &ChannelId, id: MessageId) -> StoreResult<Option<MessageRow>>;
+    async fn message_get(
+        &self,
+        channel: &ChannelId,
+        id: MessageId,
+    ) -> StoreResult<Option<MessageRow>>;
     /// Replaces ciphertext and sets `edited_at`; `false` if no such message.
-    async fn message_edit(&self, channel: &ChannelId, id: MessageId, ciphertext: &[u8], edited_at: u64) -> StoreResult<bool>;
+    async fn message_edit(
+        &self,
+        channel: &ChannelId,
+        id: MessageId,
+        ciphertext: &[u8],
+        edited_at: u64,
+    ) -> StoreResult<bool>;
     /// Deletes; `false` if no such message.
     async fn message_delete(&self, channel: &ChannelId, id: MessageId) -> StoreResult<bool>;
     /// A page of history in ascending id order, and whether more lie beyond it in the direction
     /// of travel (older when paging back or with no bounds, newer when paging with `after` only).
-    async fn history(&self, channel: &ChannelId, q: HistoryQuery) -> StoreResult<(Vec<MessageRow>, bool)>;
+    async fn history(
+        &self,
+        channel: &ChannelId,
+        q: HistoryQuery,
+    ) -> StoreResult<(Vec<MessageRow>, bool)>;
     /// Deletes channel messages sent before `cutoff` (history retention); returns how many.
     async fn messages_purge_before(&self, cutoff: u64) -> StoreResult<u64>;
 }
