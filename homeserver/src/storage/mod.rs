@@ -11,6 +11,7 @@
 //! 2095, so SQL ordering matches id ordering. User ids are stored in their canonical text form
 //! (`pubkey@server`) so remote users can be members too.
 
+mod codec;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,0 +1,247 @@
+//! Benchmarks of one homeserver process (issue figures), run with
+//! `cargo bench -p mobium-homeserver --bench server` (release build of `mobium`).
+//!
+//! Measures, against the real `mobium` binary on SQLite in a temporary directory:
+//! - time from process start to ready (banner printed and `/health` answering);
+//! - idle RSS of a fresh server;
+//! - send→receive latency p50/p99 at a paced 1,000 msgs/s between two members of a channel;
+//! - maximum sustained msgs/s with 100 clients across 10 channels (10 members each);
+//! - RSS per idle authenticated connection with 10,000 connections.
+//!
+//! Prints a table and writes `target/bench-server.json`. Knobs: `BENCH_CONNECTIONS`
+//! (default 10000), `BENCH_SECONDS` (default 5).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mobium_client_api::sdk::{Client, ConnectOptions};
+use mobium_spec::client::*;
+use mobium_spec::{ChannelId, Keypair};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mobium");
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("SC_PORT", "0")
+        .env("SC_SERVER_NAME", "bench.test")
+        .env("SC_DATA_DIR", dir)
+        .env("SC_LOG", "warn")
+        .env("SC_MAX_CONNECTIONS", "20000")
+        .env("SC_MAX_CONNECTIONS_PER_IP", "20000")
+        .env("SC_RATE_LIMIT_PER_SEC", "1000000")
+        .env("SC_RATE_LIMIT_BURST", "1000000")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mobium");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("banner");
+        if let Some(i) = line.find("ws://") {
+            break line[i..].to_owned();
+        }
+    };
+    let ready = start.elapsed();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url, ready)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn connect(url: &str) -> (Client, mobium_client_api::sdk::Events) {
+    Client::connect(url, &Keypair::generate(), ConnectOptions::default()).await.unwrap()
+}
+
+async fn channel_with(owner: &Client, members: &[Client]) -> ChannelId {
+    let Response::ChannelCreated(ch) = owner.request(Request::ChannelCreate(ChannelCreate { metadata: vec![] })).await.unwrap() else { panic!() };
+    let Response::Invite(inv) = owner
+        .request(Request::InviteCreate(InviteCreate { channel: ch.channel.clone(), max_uses: None, expires_in_secs: None }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    for m in members {
+        m.request(Request::ChannelJoin(ChannelJoin { code: inv.code.clone() })).await.unwrap();
+    }
+    ch.channel
+}
+
+/// Paced sends from one member; latency measured at another member's event stream.
+async fn latency(url: &str, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
+    let (sender, _se) = connect(url).await;
+    let (receiver, mut re) = connect(url).await;
+    let ch = channel_with(&sender, std::slice::from_ref(&receiver)).await;
+    let total = rate * seconds;
+    let sent_at: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Default::default();
+    let sa = sent_at.clone();
+    let recv = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(total as usize);
+        while lat.len() < total as usize {
+            match tokio::time::timeout(Duration::from_secs(10), re.recv()).await {
+                Ok(Some(Event::Message(m))) => {
+                    let n = u32::from_be_bytes(m.ciphertext[..4].try_into().unwrap());
+                    if let Some(t) = sa.lock().unwrap().remove(&n) {
+                        lat.push(t.elapsed());
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        lat
+    });
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for n in 0..total as u32 {
+        tick.tick().await;
+        let mut body = n.to_be_bytes().to_vec();
+        body.resize(200, 0xab); // a typical small Megolm ciphertext
+        sent_at.lock().unwrap().insert(n, Instant::now());
+        let s = sender.clone();
+        let channel = ch.clone();
+        tokio::spawn(async move {
+            let _ = s.request(Request::MessageSend(MessageSend { channel, ciphertext: body, reply_to: None })).await;
+        });
+    }
+    let mut lat = recv.await.unwrap();
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+}
+
+/// 100 clients in 10 channels, each keeping `window` sends in flight, for `seconds`.
+async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(connect(url).await);
+    }
+    let mut channels = Vec::new();
+    for g in 0..10 {
+        let group: Vec<Client> = clients[g * 10..g * 10 + 10].iter().map(|(c, _)| c.clone()).collect();
+        channels.push(channel_with(&group[0], &group[1..]).await);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, (c, mut events)) in clients.into_iter().enumerate() {
+        let d = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if matches!(e, Event::Message(_)) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let ch = channels[i / 10].clone();
+        for _ in 0..4 {
+            let (c, ch, acked) = (c.clone(), ch.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let body = vec![0xcd; 200];
+                    if c.request(Request::MessageSend(MessageSend { channel: ch.clone(), ciphertext: body, reply_to: None })).await.is_ok() {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (acked.load(Ordering::Relaxed) as f64 / secs, delivered.load(Ordering::Relaxed) as f64 / secs)
+}
+
+/// Opens `n` authenticated idle connections; returns the server's RSS growth per connection.
+async fn idle_connections(url: &str, pid: u32, n: usize) -> (f64, u64, u64) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let mut held = Vec::with_capacity(n);
+    let url = Arc::new(url.to_owned());
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let url = url.clone();
+        pending.push(tokio::spawn(async move { connect(&url).await }));
+        if pending.len() == 200 {
+            for p in pending.drain(..) {
+                held.push(p.await.unwrap());
+            }
+        }
+    }
+    for p in pending {
+        held.push(p.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before) as f64 * 1024.0) / n as f64;
+    drop(held);
+    (per, before, after)
+}
+
+#[tokio::main]
+async fn main() {
+    let conns: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url, ready) = spawn(dir.path()).await;
+    let pid = child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_kib(pid);
+    let (p50, p99, n) = latency(&url, 1000, seconds).await;
+    let (acked, delivered) = throughput(&url, seconds).await;
+    drop(child);
+
+    // A fresh server for the connection-memory figure, so earlier load does not skew it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (child2, url2, _) = spawn(dir2.path()).await;
+    let (per_conn, before, after) = idle_connections(&url2, child2.id().unwrap(), conns).await;
+    drop(child2);
+
+    println!("mobium homeserver benchmark (SQLite, release, loopback)");
+    println!("  start to ready                      {:>10.1} ms", ready.as_secs_f64() * 1000.0);
+    println!("  idle RSS of a fresh server          {:>10.1} MiB", idle_rss as f64 / 1024.0);
+    println!("  latency at 1000 msg/s  p50          {:>10.3} ms  ({n} messages)", p50.as_secs_f64() * 1000.0);
+    println!("  latency at 1000 msg/s  p99          {:>10.3} ms", p99.as_secs_f64() * 1000.0);
+    println!("  sustained sends (100 clients/10 ch) {:>10.0} msg/s acknowledged", acked);
+    println!("  deliveries (10 members per channel) {:>10.0} events/s", delivered);
+    println!("  RSS per idle connection ({conns})   {:>10.0} bytes  ({before} KiB -> {after} KiB)", per_conn);
+    let json = format!(
+        "{{\"start_to_ready_ms\":{:.1},\"idle_rss_kib\":{idle_rss},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3},\"sustained_msgs_per_s\":{:.0},\"deliveries_per_s\":{:.0},\"rss_per_idle_connection_bytes\":{:.0},\"connections\":{conns}}}\n",
+        ready.as_secs_f64() * 1000.0,
+        p50.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        acked,
+        delivered,
+        per_conn
+    );
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let _ = std::fs::write(std::path::Path::new(&target).join("bench-server.json"), json);
+}

@@ -1,0 +1,154 @@
+//! PostgreSQL: users, registration tokens and prekeys (spec `client/auth.md`,
+//! `client/keys.md`).
+//!
+//! A local user is stored by the canonical text of their public key. Claiming a one-time key
+//! deletes the oldest key that no concurrent claim has locked (`FOR UPDATE SKIP LOCKED`), so
+//! each key goes to exactly one claimer and parallel claims do not wait on each other.
+
+use mobium_spec::PublicKey;
+use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
+use sqlx::PgPool;
+
+use crate::storage::codec::{self, KindedPrekeyTuple, PrekeyTuple, sql_u64};
+use crate::storage::{ClaimedKeys, StoreResult};
+
+pub(super) async fn user_exists(pool: &PgPool, key: &PublicKey) -> StoreResult<bool> {
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE key = $1)")
+        .bind(key.to_string())
+        .fetch_one(pool)
+        .await?;
+    Ok(exists)
+}
+
+pub(super) async fn user_create(pool: &PgPool, key: &PublicKey, now: u64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO users (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key.to_string())
+    .bind(sql_u64(now))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn reg_token_create(
+    pool: &PgPool,
+    token: &str,
+    uses: u32,
+    expires_at: Option<u64>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO registration_tokens (token, uses_left, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token)
+    .bind(i64::from(uses))
+    .bind(expires_at.map(sql_u64))
+    .execute(pool)
+    .await
+    .map_err(codec::conflict("registration token already exists"))?;
+    Ok(())
+}
+
+pub(super) async fn reg_token_consume(pool: &PgPool, token: &str, now: u64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE registration_tokens SET uses_left = uses_left - 1 \
+         WHERE token = $1 AND uses_left > 0 AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(token)
+    .bind(sql_u64(now))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn key_set(
+    pool: &PgPool,
+    user: &PublicKey,
+    kind: PrekeyKind,
+    key: &Prekey,
+) -> StoreResult<()> {
+    let kind = codec::prekey_kind(kind)?;
+    sqlx::query(
+        "INSERT INTO prekeys (user_key, kind, key_id, key, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_key, kind) DO UPDATE \
+         SET key_id = excluded.key_id, key = excluded.key, signature = excluded.signature",
+    )
+    .bind(user.to_string())
+    .bind(kind)
+    .bind(&key.key_id)
+    .bind(&key.key)
+    .bind(key.signature.0.as_slice())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn keys_add_one_time(
+    pool: &PgPool,
+    user: &PublicKey,
+    keys: &[Prekey],
+) -> StoreResult<()> {
+    let user = user.to_string();
+    let mut tx = pool.begin().await?;
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO one_time_keys (user_key, key_id, key, signature) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&user)
+        .bind(&key.key_id)
+        .bind(&key.key)
+        .bind(key.signature.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::conflict("one-time key id already uploaded"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn keys_count(pool: &PgPool, user: &PublicKey) -> StoreResult<KeysCount> {
+    let (one_time, fallback): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
+                (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')",
+    )
+    .bind(user.to_string())
+    .fetch_one(pool)
+    .await?;
+    codec::keys_count(one_time, fallback)
+}
+
+pub(super) async fn keys_claim(
+    pool: &PgPool,
+    user: &PublicKey,
+) -> StoreResult<Option<ClaimedKeys>> {
+    let user = user.to_string();
+    let rows: Vec<KindedPrekeyTuple> =
+        sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = $1")
+            .bind(&user)
+            .fetch_all(pool)
+            .await?;
+    let published = codec::PublishedKeys::from_rows(rows)?;
+    let Some(identity) = published.identity else {
+        return Ok(None);
+    };
+    let one_time: Option<PrekeyTuple> = sqlx::query_as(
+        "DELETE FROM one_time_keys WHERE id = \
+             (SELECT id FROM one_time_keys WHERE user_key = $1 \
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING key_id, key, signature",
+    )
+    .bind(&user)
+    .fetch_optional(pool)
+    .await?;
+    let one_time = one_time.map(codec::prekey).transpose()?;
+    Ok(Some(ClaimedKeys {
+        identity,
+        signed: published.signed,
+        fallback: if one_time.is_none() {
+            published.fallback
+        } else {
+            None
+        },
+        one_time,
+    }))
+}

@@ -1,0 +1,90 @@
+//! SQLite: the to-device queue (spec `client/direct.md`): messages held for a user's devices
+//! until they acknowledge them or the messages expire.
+//!
+//! The per-recipient cap is enforced inside the `INSERT` itself (`INSERT … SELECT … WHERE
+//! count < cap`): the count and the insert run as one write statement, so concurrent senders
+//! cannot push a queue past its cap.
+
+use mobium_spec::{MessageId, UserId};
+use sqlx::SqlitePool;
+
+use crate::storage::codec::{self, DirectTuple, sql_u64};
+use crate::storage::{DirectRow, StoreError, StoreResult};
+
+pub(super) async fn direct_enqueue(
+    pool: &SqlitePool,
+    row: &DirectRow,
+    max_queued: u32,
+) -> StoreResult<()> {
+    let recipient = row.recipient.to_string();
+    let done = sqlx::query(
+        "INSERT INTO direct_queue (recipient, id, sender, ciphertext, sent_at, expires_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+         WHERE (SELECT count(*) FROM direct_queue WHERE recipient = ?1) < ?7",
+    )
+    .bind(&recipient)
+    .bind(sql_u64(row.id.get()))
+    .bind(row.sender.to_string())
+    .bind(&row.ciphertext)
+    .bind(sql_u64(row.sent_at))
+    .bind(sql_u64(row.expires_at))
+    .bind(i64::from(max_queued))
+    .execute(pool)
+    .await
+    .map_err(codec::conflict("to-device message id already queued"))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::QueueFull);
+    }
+    Ok(())
+}
+
+pub(super) async fn direct_pending(
+    pool: &SqlitePool,
+    recipient: &UserId,
+    after: Option<MessageId>,
+    limit: u32,
+) -> StoreResult<Vec<DirectRow>> {
+    let rows: Vec<DirectTuple> = sqlx::query_as(
+        "SELECT id, recipient, sender, ciphertext, sent_at, expires_at FROM direct_queue \
+         WHERE recipient = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3",
+    )
+    .bind(recipient.to_string())
+    .bind(after.map(|id| sql_u64(id.get())))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(codec::direct).collect()
+}
+
+pub(super) async fn direct_ack(
+    pool: &SqlitePool,
+    recipient: &UserId,
+    ids: &[MessageId],
+) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // SQLite cannot bind an array; the ids travel as one JSON array of integers instead.
+    let ids = ids
+        .iter()
+        .map(|id| sql_u64(id.get()).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let done = sqlx::query(
+        "DELETE FROM direct_queue \
+         WHERE recipient = ? AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(recipient.to_string())
+    .bind(format!("[{ids}]"))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn direct_purge_expired(pool: &SqlitePool, now: u64) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM direct_queue WHERE expires_at <= ?")
+        .bind(sql_u64(now))
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,347 @@
+//! The SQLite backend: one file, WAL journal, `synchronous = FULL`, for self-hosters.
+//!
+//! SQLite serializes writers, so every operation that must be atomic under concurrency is one
+//! write statement (claiming a one-time key, using an invite, enqueueing under a cap) or one
+//! `BEGIN IMMEDIATE` transaction, which takes the write lock up front instead of upgrading a
+//! read lock mid-transaction (an upgrade can fail with `SQLITE_BUSY` despite the busy timeout).
+//! `synchronous = FULL` makes every commit reach the disk before it is acknowledged, so an
+//! accepted message survives `kill -9` and power loss; `NORMAL` would not.
+//!
+//! The SQL lives in one module per area; this module opens the pool and maps [`Store`] onto it.
+
+mod channels;
+mod direct;
+mod messages;
+mod roles;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
+use mobium_spec::{ChannelId, MessageId, PublicKey, UserId};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{
+    ChannelRow, ClaimedKeys, DirectRow, HistoryQuery, InviteRow, InviteUse, MessageRow,
+    OverrideRow, OverrideTargetRow, RoleRow, Store, StoreError, StoreResult,
+};
+
+/// The SQLite migrations, embedded at compile time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Pool size for a database file. Writers queue on SQLite's lock anyway; a few connections let
+/// reads proceed beside a write (WAL) without piling up threads on a small machine.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A store in an SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating file and parent directory if missing) the database at `url`, e.g.
+    /// `sqlite://./data/mobium.db` or `sqlite::memory:`, and applies pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = is_in_memory(url);
+        if let Some(dir) = options.get_filename().parent()
+            && !in_memory
+            && !dir.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let pool = if in_memory {
+            // An in-memory database lives as long as a connection to it: keep exactly one,
+            // forever, so the data does not vanish when the pool recycles an idle connection.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+        }
+        .connect_with(options)
+        .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+/// Whether an SQLite URL names an in-memory database rather than a file.
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Closing the last connection checkpoints the WAL into the main file.
+        self.pool.close().await;
+    }
+
+    // ---- users ----
+
+    async fn user_exists(&self, key: &PublicKey) -> StoreResult<bool> {
+        users::user_exists(&self.pool, key).await
+    }
+
+    async fn user_create(&self, key: &PublicKey, now: u64) -> StoreResult<bool> {
+        users::user_create(&self.pool, key, now).await
+    }
+
+    async fn reg_token_create(
+        &self,
+        token: &str,
+        uses: u32,
+        expires_at: Option<u64>,
+    ) -> StoreResult<()> {
+        users::reg_token_create(&self.pool, token, uses, expires_at).await
+    }
+
+    async fn reg_token_consume(&self, token: &str, now: u64) -> StoreResult<bool> {
+        users::reg_token_consume(&self.pool, token, now).await
+    }
+
+    // ---- prekeys ----
+
+    async fn key_set(&self, user: &PublicKey, kind: PrekeyKind, key: &Prekey) -> StoreResult<()> {
+        users::key_set(&self.pool, user, kind, key).await
+    }
+
+    async fn keys_add_one_time(&self, user: &PublicKey, keys: &[Prekey]) -> StoreResult<()> {
+        users::keys_add_one_time(&self.pool, user, keys).await
+    }
+
+    async fn keys_count(&self, user: &PublicKey) -> StoreResult<KeysCount> {
+        users::keys_count(&self.pool, user).await
+    }
+
+    async fn keys_claim(&self, user: &PublicKey) -> StoreResult<Option<ClaimedKeys>> {
+        users::keys_claim(&self.pool, user).await
+    }
+
+    // ---- to-device queue ----
+
+    async fn direct_enqueue(&self, row: &DirectRow, max_queued: u32) -> StoreResult<()> {
+        direct::direct_enqueue(&self.pool, row, max_queued).await
+    }
+
+    async fn direct_pending(
+        &self,
+        recipient: &UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DirectRow>> {
+        direct::direct_pending(&self.pool, recipient, after, limit).await
+    }
+
+    async fn direct_ack(&self, recipient: &UserId, ids: &[MessageId]) -> StoreResult<u64> {
+        direct::direct_ack(&self.pool, recipient, ids).await
+    }
+
+    async fn direct_purge_expired(&self, now: u64) -> StoreResult<u64> {
+        direct::direct_purge_expired(&self.pool, now).await
+    }
+
+    // ---- channels ----
+
+    async fn channel_create(&self, row: &ChannelRow) -> StoreResult<()> {
+        channels::channel_create(&self.pool, row).await
+    }
+
+    async fn channel_get(&self, id: &ChannelId) -> StoreResult<Option<ChannelRow>> {
+        channels::channel_get(&self.pool, id).await
+    }
+
+    async fn channel_set_metadata(&self, id: &ChannelId, metadata: &[u8]) -> StoreResult<bool> {
+        channels::channel_set_metadata(&self.pool, id, metadata).await
+    }
+
+    async fn channels_of(&self, user: &UserId) -> StoreResult<Vec<ChannelRow>> {
+        channels::channels_of(&self.pool, user).await
+    }
+
+    async fn member_add(&self, channel: &ChannelId, user: &UserId, now: u64) -> StoreResult<bool> {
+        channels::member_add(&self.pool, channel, user, now).await
+    }
+
+    async fn member_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool> {
+        channels::member_remove(&self.pool, channel, user).await
+    }
+
+    async fn member_joined_at(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+    ) -> StoreResult<Option<u64>> {
+        channels::member_joined_at(&self.pool, channel, user).await
+    }
+
+    async fn members(&self, channel: &ChannelId) -> StoreResult<Vec<(UserId, u64)>> {
+        channels::members(&self.pool, channel).await
+    }
+
+    async fn member_count(&self, channel: &ChannelId) -> StoreResult<u32> {
+        channels::member_count(&self.pool, channel).await
+    }
+
+    async fn ban_add(
+        &self,
+        channel: &ChannelId,
+        user: &UserId,
+        by: &UserId,
+        now: u64,
+    ) -> StoreResult<()> {
+        channels::ban_add(&self.pool, channel, user, by, now).await
+    }
+
+    async fn ban_remove(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool> {
+        channels::ban_remove(&self.pool, channel, user).await
+    }
+
+    async fn is_banned(&self, channel: &ChannelId, user: &UserId) -> StoreResult<bool> {
+        channels::is_banned(&self.pool, channel, user).await
+    }
+
+    // ---- invites ----
+
+    async fn invite_create(&self, row: &InviteRow) -> StoreResult<()> {
+        channels::invite_create(&self.pool, row).await
+    }
+
+    async fn invite_get(&self, code: &str) -> StoreResult<Option<InviteRow>> {
+        channels::invite_get(&self.pool, code).await
+    }
+
+    async fn invites_of(&self, channel: &ChannelId, now: u64) -> StoreResult<Vec<InviteRow>> {
+        channels::invites_of(&self.pool, channel, now).await
+    }
+
+    async fn invite_revoke(&self, code: &str) -> StoreResult<bool> {
+        channels::invite_revoke(&self.pool, code).await
+    }
+
+    async fn invite_use(&self, code: &str, now: u64) -> StoreResult<InviteUse> {
+        channels::invite_use(&self.pool, code, now).await
+    }
+
+    // ---- roles and overrides ----
+
+    async fn role_create(&self, name: &str, permissions: u64) -> StoreResult<u64> {
+        roles::role_create(&self.pool, name, permissions).await
+    }
+
+    async fn role_update(
+        &self,
+        id: u64,
+        name: Option<&str>,
+        permissions: Option<u64>,
+    ) -> StoreResult<Option<RoleRow>> {
+        roles::role_update(&self.pool, id, name, permissions).await
+    }
+
+    async fn role_delete(&self, id: u64) -> StoreResult<bool> {
+        roles::role_delete(&self.pool, id).await
+    }
+
+    async fn role_get(&self, id: u64) -> StoreResult<Option<RoleRow>> {
+        roles::role_get(&self.pool, id).await
+    }
+
+    async fn roles(&self) -> StoreResult<Vec<RoleRow>> {
+        roles::roles(&self.pool).await
+    }
+
+    async fn role_grant(&self, user: &UserId, role: u64) -> StoreResult<()> {
+        roles::role_grant(&self.pool, user, role).await
+    }
+
+    async fn role_revoke(&self, user: &UserId, role: u64) -> StoreResult<bool> {
+        roles::role_revoke(&self.pool, user, role).await
+    }
+
+    async fn roles_of(&self, user: &UserId) -> StoreResult<Vec<RoleRow>> {
+        roles::roles_of(&self.pool, user).await
+    }
+
+    async fn override_set(&self, channel: &ChannelId, row: &OverrideRow) -> StoreResult<()> {
+        roles::override_set(&self.pool, channel, row).await
+    }
+
+    async fn override_clear(
+        &self,
+        channel: &ChannelId,
+        target: &OverrideTargetRow,
+    ) -> StoreResult<bool> {
+        roles::override_clear(&self.pool, channel, target).await
+    }
+
+    async fn overrides(&self, channel: &ChannelId) -> StoreResult<Vec<OverrideRow>> {
+        roles::overrides(&self.pool, channel).await
+    }
+
+    // ---- messages ----
+
+    async fn message_insert(&self, row: &MessageRow) -> StoreResult<()> {
+        messages::message_insert(&self.pool, row).await
+    }
+
+    async fn message_get(
+        &self,
+        channel: &ChannelId,
+        id: MessageId,
+    ) -> StoreResult<Option<MessageRow>> {
+        messages::message_get(&self.pool, channel, id).await
+    }
+
+    async fn message_edit(
+        &self,
+        channel: &ChannelId,
+        id: MessageId,
+        ciphertext: &[u8],
+        edited_at: u64,
+    ) -> StoreResult<bool> {
+        messages::message_edit(&self.pool, channel, id, ciphertext, edited_at).await
+    }
+
+    async fn message_delete(&self, channel: &ChannelId, id: MessageId) -> StoreResult<bool> {
+        messages::message_delete(&self.pool, channel, id).await
+    }
+
+    async fn history(
+        &self,
+        channel: &ChannelId,
+        q: HistoryQuery,
+    ) -> StoreResult<(Vec<MessageRow>, bool)> {
+        messages::history(&self.pool, channel, q).await
+    }
+
+    async fn messages_purge_before(&self, cutoff: u64) -> StoreResult<u64> {
+        messages::messages_purge_before(&self.pool, cutoff).await
+    }
+}

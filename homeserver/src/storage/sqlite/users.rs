@@ -1,0 +1,154 @@
+//! SQLite: users, registration tokens and prekeys (spec `client/auth.md`, `client/keys.md`).
+//!
+//! A local user is stored by the canonical text of their public key. Claiming a one-time key
+//! is a single `DELETE … RETURNING`: SQLite runs write statements one at a time, so two
+//! concurrent claims can never return the same key.
+
+use mobium_spec::PublicKey;
+use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
+use sqlx::SqlitePool;
+
+use crate::storage::codec::{self, KindedPrekeyTuple, PrekeyTuple, sql_u64};
+use crate::storage::{ClaimedKeys, StoreResult};
+
+pub(super) async fn user_exists(pool: &SqlitePool, key: &PublicKey) -> StoreResult<bool> {
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE key = ?)")
+        .bind(key.to_string())
+        .fetch_one(pool)
+        .await?;
+    Ok(exists)
+}
+
+pub(super) async fn user_create(pool: &SqlitePool, key: &PublicKey, now: u64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO users (key, created_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key.to_string())
+    .bind(sql_u64(now))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn reg_token_create(
+    pool: &SqlitePool,
+    token: &str,
+    uses: u32,
+    expires_at: Option<u64>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO registration_tokens (token, uses_left, expires_at) VALUES (?, ?, ?)")
+        .bind(token)
+        .bind(i64::from(uses))
+        .bind(expires_at.map(sql_u64))
+        .execute(pool)
+        .await
+        .map_err(codec::conflict("registration token already exists"))?;
+    Ok(())
+}
+
+pub(super) async fn reg_token_consume(
+    pool: &SqlitePool,
+    token: &str,
+    now: u64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE registration_tokens SET uses_left = uses_left - 1 \
+         WHERE token = ? AND uses_left > 0 AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(token)
+    .bind(sql_u64(now))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn key_set(
+    pool: &SqlitePool,
+    user: &PublicKey,
+    kind: PrekeyKind,
+    key: &Prekey,
+) -> StoreResult<()> {
+    let kind = codec::prekey_kind(kind)?;
+    sqlx::query(
+        "INSERT INTO prekeys (user_key, kind, key_id, key, signature) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (user_key, kind) DO UPDATE \
+         SET key_id = excluded.key_id, key = excluded.key, signature = excluded.signature",
+    )
+    .bind(user.to_string())
+    .bind(kind)
+    .bind(&key.key_id)
+    .bind(&key.key)
+    .bind(key.signature.0.as_slice())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn keys_add_one_time(
+    pool: &SqlitePool,
+    user: &PublicKey,
+    keys: &[Prekey],
+) -> StoreResult<()> {
+    let user = user.to_string();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO one_time_keys (user_key, key_id, key, signature) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&user)
+        .bind(&key.key_id)
+        .bind(&key.key)
+        .bind(key.signature.0.as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(codec::conflict("one-time key id already uploaded"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn keys_count(pool: &SqlitePool, user: &PublicKey) -> StoreResult<KeysCount> {
+    let (one_time, fallback): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = ?1), \
+                (SELECT count(*) FROM prekeys WHERE user_key = ?1 AND kind = 'fallback')",
+    )
+    .bind(user.to_string())
+    .fetch_one(pool)
+    .await?;
+    codec::keys_count(one_time, fallback)
+}
+
+pub(super) async fn keys_claim(
+    pool: &SqlitePool,
+    user: &PublicKey,
+) -> StoreResult<Option<ClaimedKeys>> {
+    let user = user.to_string();
+    let rows: Vec<KindedPrekeyTuple> =
+        sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = ?")
+            .bind(&user)
+            .fetch_all(pool)
+            .await?;
+    let published = codec::PublishedKeys::from_rows(rows)?;
+    let Some(identity) = published.identity else {
+        return Ok(None);
+    };
+    let one_time: Option<PrekeyTuple> = sqlx::query_as(
+        "DELETE FROM one_time_keys WHERE id = \
+             (SELECT id FROM one_time_keys WHERE user_key = ? ORDER BY id LIMIT 1) \
+         RETURNING key_id, key, signature",
+    )
+    .bind(&user)
+    .fetch_optional(pool)
+    .await?;
+    let one_time = one_time.map(codec::prekey).transpose()?;
+    Ok(Some(ClaimedKeys {
+        identity,
+        signed: published.signed,
+        fallback: if one_time.is_none() {
+            published.fallback
+        } else {
+            None
+        },
+        one_time,
+    }))
+}
