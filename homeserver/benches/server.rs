@@ -73,20 +73,36 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn connect(url: &str) -> (Client, mobium_client_api::sdk::Events) {
-    Client::connect(url, &Keypair::generate(), ConnectOptions::default()).await.unwrap()
+    Client::connect(url, &Keypair::generate(), ConnectOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn channel_with(owner: &Client, members: &[Client]) -> ChannelId {
-    let Response::ChannelCreated(ch) = owner.request(Request::ChannelCreate(ChannelCreate { metadata: vec![] })).await.unwrap() else { panic!() };
+    let Response::ChannelCreated(ch) = owner
+        .request(Request::ChannelCreate(ChannelCreate { metadata: vec![] }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
     let Response::Invite(inv) = owner
-        .request(Request::InviteCreate(InviteCreate { channel: ch.channel.clone(), max_uses: None, expires_in_secs: None }))
+        .request(Request::InviteCreate(InviteCreate {
+            channel: ch.channel.clone(),
+            max_uses: None,
+            expires_in_secs: None,
+        }))
         .await
         .unwrap()
     else {
         panic!()
     };
     for m in members {
-        m.request(Request::ChannelJoin(ChannelJoin { code: inv.code.clone() })).await.unwrap();
+        m.request(Request::ChannelJoin(ChannelJoin {
+            code: inv.code.clone(),
+        }))
+        .await
+        .unwrap();
     }
     ch.channel
 }
@@ -125,7 +141,13 @@ async fn latency(url: &str, rate: u64, seconds: u64) -> (Duration, Duration, usi
         let s = sender.clone();
         let channel = ch.clone();
         tokio::spawn(async move {
-            let _ = s.request(Request::MessageSend(MessageSend { channel, ciphertext: body, reply_to: None })).await;
+            let _ = s
+                .request(Request::MessageSend(MessageSend {
+                    channel,
+                    ciphertext: body,
+                    reply_to: None,
+                }))
+                .await;
         });
     }
     let mut lat = recv.await.unwrap();
@@ -141,7 +163,10 @@ async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
     }
     let mut channels = Vec::new();
     for g in 0..10 {
-        let group: Vec<Client> = clients[g * 10..g * 10 + 10].iter().map(|(c, _)| c.clone()).collect();
+        let group: Vec<Client> = clients[g * 10..g * 10 + 10]
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect();
         channels.push(channel_with(&group[0], &group[1..]).await);
     }
     let acked = Arc::new(AtomicU64::new(0));
@@ -163,7 +188,14 @@ async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let body = vec![0xcd; 200];
-                    if c.request(Request::MessageSend(MessageSend { channel: ch.clone(), ciphertext: body, reply_to: None })).await.is_ok() {
+                    if c.request(Request::MessageSend(MessageSend {
+                        channel: ch.clone(),
+                        ciphertext: body,
+                        reply_to: None,
+                    }))
+                    .await
+                    .is_ok()
+                    {
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -176,7 +208,10 @@ async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
     }
     let secs = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    (acked.load(Ordering::Relaxed) as f64 / secs, delivered.load(Ordering::Relaxed) as f64 / secs)
+    (
+        acked.load(Ordering::Relaxed) as f64 / secs,
+        delivered.load(Ordering::Relaxed) as f64 / secs,
+    )
 }
 
 /// Opens `n` authenticated idle connections; returns the server's RSS growth per connection.
@@ -207,8 +242,14 @@ async fn idle_connections(url: &str, pid: u32, n: usize) -> (f64, u64, u64) {
 
 #[tokio::main]
 async fn main() {
-    let conns: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let conns: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
 
     let dir = tempfile::tempdir().unwrap();
     let (child, url, ready) = spawn(dir.path()).await;
@@ -226,13 +267,34 @@ async fn main() {
     drop(child2);
 
     println!("mobium homeserver benchmark (SQLite, release, loopback)");
-    println!("  start to ready                      {:>10.1} ms", ready.as_secs_f64() * 1000.0);
-    println!("  idle RSS of a fresh server          {:>10.1} MiB", idle_rss as f64 / 1024.0);
-    println!("  latency at 1000 msg/s  p50          {:>10.3} ms  ({n} messages)", p50.as_secs_f64() * 1000.0);
-    println!("  latency at 1000 msg/s  p99          {:>10.3} ms", p99.as_secs_f64() * 1000.0);
-    println!("  sustained sends (100 clients/10 ch) {:>10.0} msg/s acknowledged", acked);
-    println!("  deliveries (10 members per channel) {:>10.0} events/s", delivered);
-    println!("  RSS per idle connection ({conns})   {:>10.0} bytes  ({before} KiB -> {after} KiB)", per_conn);
+    println!(
+        "  start to ready                      {:>10.1} ms",
+        ready.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  idle RSS of a fresh server          {:>10.1} MiB",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "  latency at 1000 msg/s  p50          {:>10.3} ms  ({n} messages)",
+        p50.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  latency at 1000 msg/s  p99          {:>10.3} ms",
+        p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  sustained sends (100 clients/10 ch) {:>10.0} msg/s acknowledged",
+        acked
+    );
+    println!(
+        "  deliveries (10 members per channel) {:>10.0} events/s",
+        delivered
+    );
+    println!(
+        "  RSS per idle connection ({conns})   {:>10.0} bytes  ({before} KiB -> {after} KiB)",
+        per_conn
+    );
     let json = format!(
         "{{\"start_to_ready_ms\":{:.1},\"idle_rss_kib\":{idle_rss},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3},\"sustained_msgs_per_s\":{:.0},\"deliveries_per_s\":{:.0},\"rss_per_idle_connection_bytes\":{:.0},\"connections\":{conns}}}\n",
         ready.as_secs_f64() * 1000.0,
@@ -243,5 +305,8 @@ async fn main() {
         per_conn
     );
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let _ = std::fs::write(std::path::Path::new(&target).join("bench-server.json"), json);
+    let _ = std::fs::write(
+        std::path::Path::new(&target).join("bench-server.json"),
+        json,
+    );
 }

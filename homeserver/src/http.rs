@@ -135,20 +135,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Checks the admin bearer token; the error is the response to send.
-fn admin_only(s: &HttpState, headers: &HeaderMap) -> Result<(), Response> {
+fn admin_only(s: &HttpState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let Some(expected) = s.admin_token.as_deref() else {
         return Err((
             StatusCode::NOT_FOUND,
             "the admin API is disabled (set SC_ADMIN_TOKEN)",
-        )
-            .into_response());
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
-        return Err((StatusCode::UNAUTHORIZED, "bad or missing admin token").into_response());
+        return Err((StatusCode::UNAUTHORIZED, "bad or missing admin token"));
     }
     Ok(())
 }
@@ -158,8 +157,8 @@ async fn create_token(
     headers: HeaderMap,
     body: Option<Json<TokenRequest>>,
 ) -> Response {
-    if let Err(r) = admin_only(&s, &headers) {
-        return r;
+    if let Err(refusal) = admin_only(&s, &headers) {
+        return refusal.into_response();
     }
     let req = body.map(|Json(b)| b).unwrap_or(TokenRequest {
         uses: None,
@@ -203,8 +202,8 @@ async fn make_administrator(
     headers: HeaderMap,
     Json(req): Json<AdministratorRequest>,
 ) -> Response {
-    if let Err(r) = admin_only(&s, &headers) {
-        return r;
+    if let Err(refusal) = admin_only(&s, &headers) {
+        return refusal.into_response();
     }
     let user: UserId = match req.user.parse() {
         Ok(u) => u,

@@ -101,10 +101,21 @@ async fn invites_limits_expiry_and_revocation(backend: Backend) {
     );
 
     let soon = invite(&owner, &ch, None, Some(1)).await;
+    // Wait until the server no longer lists it as usable, then try it.
     eventually(|| async {
-        (code(join(&b, &soon).await) == ErrorCode::InviteExpired).then_some(())
+        let Response::Invites(list) = owner
+            .request(Request::InviteList(ChannelRef {
+                channel: ch.clone(),
+            }))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        (!list.invites.iter().any(|i| i.code == soon)).then_some(())
     })
     .await;
+    assert_eq!(code(join(&b, &soon).await), ErrorCode::InviteExpired);
 
     let revoked = invite(&owner, &ch, None, None).await;
     owner

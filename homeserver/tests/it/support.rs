@@ -35,7 +35,7 @@ pub fn postgres_url() -> Option<String> {
 /// A running test server and what keeps its storage alive.
 pub struct TestServer {
     pub running: Option<Running>,
-    pub dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
     pub config: Config,
     pub pg_db: Option<PgDb>,
 }
@@ -129,7 +129,7 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Op
     let running = server::start(config.clone()).await.expect("server starts");
     Some(TestServer {
         running: Some(running),
-        dir,
+        _dir: dir,
         config,
         pg_db,
     })
@@ -159,7 +159,7 @@ async fn create_database(url: &str, db: &str) {
     let mut conn = sqlx::PgConnection::connect(url)
         .await
         .expect("MOBIUM_TEST_POSTGRES_URL is set but PostgreSQL is unreachable");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .execute(&mut conn)
         .await
         .expect("create test database");
@@ -168,9 +168,11 @@ async fn create_database(url: &str, db: &str) {
 async fn drop_database(url: &str, db: &str) {
     use sqlx::Connection;
     if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
 
