@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::IdError;
@@ -196,6 +196,25 @@ impl Keypair {
 impl fmt::Debug for Keypair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Keypair({})", self.public())
+    }
+}
+
+/// Anything that can sign for an Ed25519 identity: a plain [`Keypair`], or an E2EE account whose
+/// Ed25519 identity key is the user's key (vodozemac's `Account::sign`).
+pub trait Signer {
+    /// The public key signatures verify with.
+    fn public_key(&self) -> PublicKey;
+    /// Signs `domain || 0x00 || message`.
+    fn sign_domain(&self, domain: Domain, message: &[u8]) -> Signature;
+}
+
+impl Signer for Keypair {
+    fn public_key(&self) -> PublicKey {
+        self.public()
+    }
+
+    fn sign_domain(&self, domain: Domain, message: &[u8]) -> Signature {
+        self.sign(domain, message)
     }
 }
 

@@ -32,7 +32,7 @@ pub use ids::{
     ChannelId, MAX_SERVER_NAME_LEN, MOBIUM_EPOCH_MS, MessageId, MessageIdGenerator, ServerName,
     UserId,
 };
-pub use keys::{Keypair, PUBLIC_KEY_HEX_LEN, PublicKey, Signature};
+pub use keys::{Keypair, PUBLIC_KEY_HEX_LEN, PublicKey, Signature, Signer};
 pub use signing::{Domain, EnvelopeError, SignedEnvelope, canonical_bytes};
 
 /// The protocol version this crate implements; see `spec/versioning.md` for what each changed.

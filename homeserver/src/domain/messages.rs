@@ -23,6 +23,7 @@ fn to_wire(row: MessageRow) -> ChannelMessage {
         sent_at: row.sent_at,
         edited_at: row.edited_at,
         reply_to: row.reply_to,
+        origin_id: row.origin_id,
     }
 }
 
@@ -40,6 +41,7 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
         sent_at: now_ms(),
         edited_at: None,
         reply_to: r.reply_to,
+        origin_id: None,
     };
     app.timed(app.store.message_insert(&row)).await?;
     app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);

@@ -256,6 +256,7 @@ pub(crate) fn message(
         sent_at: rust_u64(sent_at),
         edited_at: edited_at.map(rust_u64),
         reply_to: reply_to.map(message_id).transpose()?,
+        origin_id: None,
     })
 }
 

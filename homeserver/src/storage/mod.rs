@@ -18,7 +18,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
-use mobium_spec::{ChannelId, MessageId, PublicKey, UserId};
+use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +122,9 @@ pub struct MessageRow {
     pub edited_at: Option<u64>,
     /// Reply target.
     pub reply_to: Option<MessageId>,
+    /// For a message a member server forwarded to this host: the id the sender's server gave
+    /// it. Unique per (channel, sender, origin_id): the host stores a retried send only once.
+    pub origin_id: Option<MessageId>,
 }
 
 /// A role.
@@ -177,6 +180,66 @@ pub struct HistoryQuery {
     pub after: Option<MessageId>,
     /// Page size (already clamped by the caller, >= 1).
     pub limit: u32,
+}
+
+/// One encoded federation event waiting in the outbox for `destination`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Receiving server.
+    pub destination: ServerName,
+    /// A MessagePack-encoded `mobium_spec::federation::FedEvent`.
+    pub event: Vec<u8>,
+}
+
+/// A state change on a channel this server hosts, committed together with the outbox items that
+/// tell the member servers about it (so a crash can never apply one without the other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostedChange {
+    /// Nothing besides the outbox items.
+    Nothing,
+    /// `message_insert`.
+    Message(MessageRow),
+    /// `message_edit`.
+    Edit {
+        /// Channel.
+        channel: ChannelId,
+        /// Message.
+        id: MessageId,
+        /// New ciphertext.
+        ciphertext: Vec<u8>,
+        /// When.
+        edited_at: u64,
+    },
+    /// `message_delete`.
+    Delete {
+        /// Channel.
+        channel: ChannelId,
+        /// Message.
+        id: MessageId,
+    },
+    /// `member_add`.
+    MemberAdd {
+        /// Channel.
+        channel: ChannelId,
+        /// Who.
+        user: UserId,
+        /// When.
+        now: u64,
+    },
+    /// `member_remove`.
+    MemberRemove {
+        /// Channel.
+        channel: ChannelId,
+        /// Who.
+        user: UserId,
+    },
+    /// `channel_set_metadata`.
+    Metadata {
+        /// Channel.
+        channel: ChannelId,
+        /// New metadata.
+        metadata: Vec<u8>,
+    },
 }
 
 /// The storage interface. Both backends pass the same test suite (`storage::tests`).
@@ -339,6 +402,94 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<MessageRow>, bool)>;
     /// Deletes channel messages sent before `cutoff` (history retention); returns how many.
     async fn messages_purge_before(&self, cutoff: u64) -> StoreResult<u64>;
+
+    // ---- federation: channels hosted elsewhere (replicas) ----
+    /// Inserts or replaces the local copy of a channel hosted on another server (no membership
+    /// change; `channel_create` is for channels hosted here).
+    async fn channel_put(&self, row: &ChannelRow) -> StoreResult<()> {
+        pending_federation_storage()
+    }
+    /// The last hosted-event `seq` applied for a replicated channel (0 if none).
+    async fn channel_last_seq(&self, channel: &ChannelId) -> StoreResult<u64> {
+        pending_federation_storage()
+    }
+    /// Records the last applied `seq`.
+    async fn channel_set_last_seq(&self, channel: &ChannelId, seq: u64) -> StoreResult<()> {
+        pending_federation_storage()
+    }
+
+    // ---- federation: outbox ----
+    /// Appends events to the outbox, atomically, keeping their order per destination.
+    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
+        pending_federation_storage()
+    }
+    /// Applies `change` and appends `items`, in one transaction. Returns what the single
+    /// operation would (`true` for `Nothing`, inserted/added/removed/found otherwise); on
+    /// `false` (e.g. already a member, no such message) nothing is written, outbox included.
+    /// A duplicate `Message` (same id, or same channel+sender+origin_id) is `Conflict`.
+    async fn commit_hosted(
+        &self,
+        change: &HostedChange,
+        items: &[OutboxItem],
+        now: u64,
+    ) -> StoreResult<bool> {
+        pending_federation_storage()
+    }
+    /// The oldest pending events for `destination` as (outbox sequence number, event bytes),
+    /// in push order, at most `limit`.
+    async fn outbox_peek(
+        &self,
+        destination: &ServerName,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        pending_federation_storage()
+    }
+    /// Deletes delivered events by sequence number; returns how many.
+    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {
+        pending_federation_storage()
+    }
+    /// Destinations with pending events (to restart delivery workers at start-up).
+    async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>> {
+        pending_federation_storage()
+    }
+    /// Number of pending events for `destination`.
+    async fn outbox_len(&self, destination: &ServerName) -> StoreResult<u64> {
+        pending_federation_storage()
+    }
+
+    // ---- federation: inbound idempotency ----
+    /// Whether a transaction `(origin, txn_id)` was already processed.
+    async fn txn_seen(&self, origin: &ServerName, txn_id: u64) -> StoreResult<bool> {
+        pending_federation_storage()
+    }
+    /// Records a processed transaction (idempotent).
+    async fn txn_record(&self, origin: &ServerName, txn_id: u64, now: u64) -> StoreResult<()> {
+        pending_federation_storage()
+    }
+    /// Forgets transactions recorded before `cutoff`; returns how many.
+    async fn txn_purge_before(&self, cutoff: u64) -> StoreResult<u64> {
+        pending_federation_storage()
+    }
+    /// Queues a to-device message that arrived from `origin`, where the sender's server called
+    /// it `origin_id`; `false` (and nothing written) if that pair was queued before. Respects
+    /// the cap like `direct_enqueue` (`QueueFull`).
+    async fn direct_enqueue_remote(
+        &self,
+        row: &DirectRow,
+        origin: &ServerName,
+        origin_id: MessageId,
+        max_queued: u32,
+    ) -> StoreResult<bool> {
+        pending_federation_storage()
+    }
+}
+
+/// TEMPORARY (removed when the federation storage lands in both backends this session):
+/// lets the domain layer compile against the federation methods before their SQL exists.
+fn pending_federation_storage<T>() -> StoreResult<T> {
+    Err(StoreError::Corrupt(
+        "federation storage is not implemented yet".into(),
+    ))
 }
 
 /// A shared store handle.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Keypair, PublicKey, ServerName, Signature, UserId};
+use crate::{PublicKey, ServerName, Signature, Signer, UserId};
 
 /// The first frame of every connection.
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -52,8 +52,8 @@ pub struct AuthProof {
 
 impl AuthProof {
     /// Signs the proof with the user's key, producing the `auth` request.
-    pub fn sign(&self, key: &Keypair, invite: Option<String>) -> Auth {
-        let signature = key.sign(
+    pub fn sign(&self, key: &(impl Signer + ?Sized), invite: Option<String>) -> Auth {
+        let signature = key.sign_domain(
             crate::Domain::ClientAuth,
             &crate::signing::canonical_bytes(self),
         );

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Keypair, PublicKey, Signature, UserId};
+use crate::{PublicKey, Signature, Signer, UserId};
 
 /// What a prekey is for.
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -65,17 +65,22 @@ pub struct PrekeyStatement<'a> {
 
 impl Prekey {
     /// Makes a signed prekey.
-    pub fn sign(owner: &Keypair, kind: PrekeyKind, key_id: &str, key: &[u8]) -> Prekey {
+    pub fn sign(
+        owner: &(impl Signer + ?Sized),
+        kind: PrekeyKind,
+        key_id: &str,
+        key: &[u8],
+    ) -> Prekey {
         let statement = PrekeyStatement {
             key,
             key_id,
             kind,
-            user: owner.public(),
+            user: owner.public_key(),
         };
         Prekey {
             key_id: key_id.to_owned(),
             key: key.to_vec(),
-            signature: owner.sign(
+            signature: owner.sign_domain(
                 crate::Domain::Prekey,
                 &crate::signing::canonical_bytes(&statement),
             ),

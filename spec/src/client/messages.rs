@@ -21,7 +21,9 @@ pub struct MessageSend {
     pub reply_to: Option<MessageId>,
 }
 
-/// The message is committed (it survives a crash from now on).
+/// The message is committed (it survives a crash from now on). For a channel hosted on another
+/// server, `id` is provisional: the sender's homeserver queued the message durably for the host,
+/// and the host's `message` event carries this id in `origin_id`.
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageSent {
@@ -52,6 +54,10 @@ pub struct ChannelMessage {
     pub edited_at: Option<u64>,
     /// The message this one answers.
     pub reply_to: Option<MessageId>,
+    /// For a message sent from another server than the channel's host: the id the sender's
+    /// homeserver answered `message_send` with, so the sender can match its own message.
+    #[serde(default)]
+    pub origin_id: Option<MessageId>,
 }
 
 /// Page through history. With neither bound: the newest `limit` messages. With `before`: the

@@ -109,8 +109,9 @@ pub struct ChannelLeave {
 pub struct HostedEvent {
     /// The channel.
     pub channel: ChannelId,
-    /// Host's per-channel sequence number, gapless from 1; receivers apply in order and
-    /// ignore numbers they have seen.
+    /// Host's per-channel sequence number, strictly increasing; receivers apply events in
+    /// arrival order (the outbox keeps order per destination) and ignore a `seq` not above the
+    /// last one they applied (a retried delivery).
     pub seq: u64,
     /// What happened.
     pub body: HostedBody,

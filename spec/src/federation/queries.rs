@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ChannelInfo, KeyBundle, Messages, PresenceStatus};
+use crate::client::{ChannelInfo, KeyBundle, Members, Messages, PresenceStatus};
 use crate::{ChannelId, MessageId, UserId};
 
 /// A question, tagged by `query`.
@@ -45,6 +45,13 @@ pub enum Query {
         /// Page size.
         limit: Option<u32>,
     },
+    /// Members of a channel of the destination, on behalf of a member (for Megolm key sharing).
+    Members {
+        /// The channel.
+        channel: ChannelId,
+        /// Who asks (must be a member).
+        user: UserId,
+    },
     /// A query this build does not know.
     #[serde(other)]
     Unknown,
@@ -82,6 +89,8 @@ pub enum QueryResult {
     },
     /// Answer to `history`.
     Messages(Messages),
+    /// Answer to `members`.
+    Members(Members),
     /// A result this build does not know.
     #[serde(other)]
     Unknown,

@@ -260,6 +260,7 @@ fn message(channel: &ChannelId, id: u64) -> MessageRow {
         sent_at: 10_000 + id,
         edited_at: None,
         reply_to: None,
+        origin_id: None,
     }
 }
 
