@@ -41,6 +41,7 @@ async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
         .arg("serve")
         .env_clear()
         .env("SC_PORT", "0")
+        .env("SC_FED_PORT", "0")
         .env("SC_SERVER_NAME", "bench.test")
         .env("SC_DATA_DIR", dir)
         .env("SC_LOG", "warn")

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod fed;
 pub mod http;
 pub mod hub;
 pub mod keyfile;

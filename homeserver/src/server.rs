@@ -14,10 +14,14 @@ use mobium_client_api::server::{self as ws, ConnectionLimiter, WsSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Registration};
+use mobium_federation::{
+    DiscoveryConfig, FedConfig, Federation, FederationHandler, StaticPeer, WellKnownMode,
+};
+
+use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
-use crate::{keyfile, storage};
+use crate::{fed, keyfile, storage};
 
 /// How often expired messages are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -122,6 +126,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         app: app.clone(),
         admin_token: config.admin_token.clone(),
     }));
+    if config.fed_enabled {
+        let link = start_federation(&config, &app, shutdown_rx.clone()).await?;
+        tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
+        app.set_federation(link);
+    }
     let purge = tokio::spawn(purge_loop(
         app.clone(),
         config.history_ttl(),
@@ -140,6 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = stop.wait_for(|s| *s).await;
     };
     let is_tls = tls.is_some();
+    let app_for_shutdown = app.clone();
     let task = tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match tls {
@@ -163,6 +173,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = purge.await;
+        if let Some(link) = app_for_shutdown.federation() {
+            link.federation.shutdown().await;
+        }
         store.close().await;
         tracing::info!("mobium homeserver stopped");
         Ok(())
@@ -174,6 +187,55 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         task,
         tls: is_tls,
     })
+}
+
+/// How long a processed federation transaction id is remembered.
+const TXN_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
+
+async fn start_federation(
+    config: &Config,
+    app: &Arc<App>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<fed::Link> {
+    let discovery = DiscoveryConfig {
+        nameservers: config.fed_nameservers.clone(),
+        static_peers: config
+            .fed_peers
+            .iter()
+            .map(|p| StaticPeer {
+                name: p.name.clone(),
+                addr: p.addr,
+                key: p.key,
+            })
+            .collect(),
+        well_known: match config.fed_well_known {
+            WellKnown::Https => WellKnownMode::Https,
+            WellKnown::Http => WellKnownMode::Http,
+            WellKnown::Off => WellKnownMode::Off,
+        },
+        negative_ttl: Duration::from_secs(30),
+    };
+    let fed_config = FedConfig {
+        server_name: app.server_name.clone(),
+        keypair: app.keypair.clone(),
+        bind: config.fed_bind_addr(),
+        discovery,
+        max_frame: mobium_spec::federation::MAX_FRAME_BYTES,
+        timestamp_window: Duration::from_millis(mobium_spec::federation::TIMESTAMP_WINDOW_MS),
+        request_timeout: Duration::from_secs(10),
+    };
+    let handler: Arc<dyn FederationHandler> = app.clone();
+    let federation = Federation::start(fed_config, handler)
+        .await
+        .with_context(|| format!("cannot start federation on udp {}", config.fed_bind_addr()))?;
+    let outbox = fed::Outbox::start(
+        app.store.clone(),
+        federation.clone(),
+        Duration::from_secs(60),
+        shutdown,
+    )
+    .await;
+    Ok(fed::Link { federation, outbox })
 }
 
 /// Deletes expired to-device messages and, if history retention is set, old channel messages.
@@ -194,6 +256,10 @@ async fn purge_loop(
             Ok(n) => tracing::info!(purged = n, "expired to-device messages deleted"),
             Err(e) => tracing::error!(error = %e, "purging expired messages failed"),
         }
+        let _ = app
+            .store
+            .txn_purge_before(now.saturating_sub(TXN_MEMORY.as_millis() as u64))
+            .await;
         if let Some(ttl) = history_ttl {
             let cutoff = now.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
             match app.store.messages_purge_before(cutoff).await {

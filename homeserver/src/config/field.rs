@@ -1,13 +1,13 @@
 //! Per-setting parsers and checks, shared by the TOML file and the `SC_*` environment.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use mobium_spec::ServerName;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{MAX_SECONDS, Registration};
+use super::{MAX_SECONDS, PeerSetting, Registration, WellKnown};
 
 /// A value as written, before it is checked.
 enum Raw {
@@ -257,5 +257,67 @@ pub(super) fn log<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
             Ok(_) => Ok(s.to_owned()),
             Err(e) => Err(format!("expected {WHAT}, got {raw} ({e})")),
         }
+    })
+}
+
+pub(super) fn optional_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpAddr>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "an IP address such as 127.0.0.1, 0.0.0.0 or ::";
+        let s = text(raw, WHAT)?.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| format!("expected {WHAT}, got {raw}"))
+    })
+}
+
+pub(super) fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "comma-separated ip:port addresses such as 127.0.0.1:5353";
+        let s = text(raw, WHAT)?;
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().map_err(|_| format!("expected {WHAT}, got {raw}")))
+            .collect()
+    })
+}
+
+pub(super) fn peers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PeerSetting>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "entries name,ip:port,key separated by ';'";
+        let s = text(raw, WHAT)?;
+        s.split(';')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|entry| {
+                let parts: Vec<&str> = entry.split(',').map(str::trim).collect();
+                let [name, addr, key] = parts.as_slice() else {
+                    return Err(format!("expected {WHAT}, got {raw}"));
+                };
+                Ok(PeerSetting {
+                    name: name
+                        .parse()
+                        .map_err(|e| format!("expected {WHAT}, got {raw} (server name: {e})"))?,
+                    addr: addr
+                        .parse()
+                        .map_err(|_| format!("expected {WHAT}, got {raw} (address {addr:?})"))?,
+                    key: key
+                        .parse()
+                        .map_err(|e| format!("expected {WHAT}, got {raw} (key: {e})"))?,
+                })
+            })
+            .collect()
+    })
+}
+
+pub(super) fn well_known<'de, D: Deserializer<'de>>(d: D) -> Result<WellKnown, D::Error> {
+    with(d, |raw| match raw {
+        Raw::Str(s) if s.eq_ignore_ascii_case("https") => Ok(WellKnown::Https),
+        Raw::Str(s) if s.eq_ignore_ascii_case("http") => Ok(WellKnown::Http),
+        Raw::Str(s) if s.eq_ignore_ascii_case("off") => Ok(WellKnown::Off),
+        _ => Err(format!("expected one of https, http, off, got {raw}")),
     })
 }

@@ -52,6 +52,12 @@
 //! | `SC_RATE_LIMIT_PER_SEC` | `rate_limit_per_sec` | `20` | Requests per second per user (token-bucket refill), >= 1 |
 //! | `SC_RATE_LIMIT_BURST` | `rate_limit_burst` | `50` | Token-bucket size per user, >= 1 |
 //! | `SC_LOG` | `log` | `info` | `tracing` filter, e.g. `info` or `info,mobium_homeserver=debug` |
+//! | `SC_FED_ENABLED` | `fed_enabled` | `true` | Federate with other homeservers over QUIC |
+//! | `SC_FED_HOST` | `fed_host` | unset: `SC_HOST` | IP address for the federation endpoint (UDP) |
+//! | `SC_FED_PORT` | `fed_port` | `8448` | UDP port for federation, 0-65535; 0 lets the OS pick one |
+//! | `SC_FED_NAMESERVERS` | `fed_nameservers` | unset: the system's | Comma-separated `ip:port` DNS servers used to discover peers |
+//! | `SC_FED_PEERS` | `fed_peers` | unset | Static peers, `name,ip:port,key` entries separated by `;` (air-gapped setups, testnets) |
+//! | `SC_FED_WELL_KNOWN` | `fed_well_known` | `https` | How `/.well-known/mobium` is fetched during discovery: `https`, `http` (testnets only) or `off` |
 //!
 //! Across settings: `tls_cert` and `tls_key` are both set or both unset, and `require_tls`
 //! needs them set.
@@ -122,6 +128,12 @@ const KEYS: &[&str] = &[
     "rate_limit_per_sec",
     "rate_limit_burst",
     "log",
+    "fed_enabled",
+    "fed_host",
+    "fed_port",
+    "fed_nameservers",
+    "fed_peers",
+    "fed_well_known",
 ];
 
 /// The homeserver's settings. See the [module documentation](self) for each one's source,
@@ -201,6 +213,47 @@ pub struct Config {
     /// `tracing` filter directives (`SC_LOG`, default `info`).
     #[serde(deserialize_with = "field::log")]
     pub log: String,
+    /// Whether to federate (`SC_FED_ENABLED`, default true).
+    #[serde(deserialize_with = "field::boolean")]
+    pub fed_enabled: bool,
+    /// Federation bind address; `None` = [`host`](Self::host) (`SC_FED_HOST`).
+    #[serde(deserialize_with = "field::optional_host")]
+    pub fed_host: Option<IpAddr>,
+    /// Federation UDP port (`SC_FED_PORT`, default 8448; 0 = any).
+    #[serde(deserialize_with = "field::port")]
+    pub fed_port: u16,
+    /// DNS servers for peer discovery; empty = the system's (`SC_FED_NAMESERVERS`).
+    #[serde(deserialize_with = "field::socket_addrs")]
+    pub fed_nameservers: Vec<SocketAddr>,
+    /// Static peers (`SC_FED_PEERS`).
+    #[serde(deserialize_with = "field::peers")]
+    pub fed_peers: Vec<PeerSetting>,
+    /// How `/.well-known/mobium` is fetched (`SC_FED_WELL_KNOWN`, default https).
+    #[serde(deserialize_with = "field::well_known")]
+    pub fed_well_known: WellKnown,
+}
+
+/// A static federation peer from `SC_FED_PEERS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSetting {
+    /// Its server name.
+    pub name: ServerName,
+    /// Its federation address.
+    pub addr: SocketAddr,
+    /// Its server key.
+    pub key: mobium_spec::PublicKey,
+}
+
+/// How `/.well-known/mobium` is fetched (`SC_FED_WELL_KNOWN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WellKnown {
+    /// Over HTTPS.
+    #[default]
+    Https,
+    /// Over plain HTTP (testnets only).
+    Http,
+    /// Not at all.
+    Off,
 }
 
 impl Default for Config {
@@ -227,6 +280,12 @@ impl Default for Config {
             rate_limit_per_sec: 20,
             rate_limit_burst: 50,
             log: "info".to_owned(),
+            fed_enabled: true,
+            fed_host: None,
+            fed_port: 8448,
+            fed_nameservers: Vec::new(),
+            fed_peers: Vec::new(),
+            fed_well_known: WellKnown::Https,
         }
     }
 }
@@ -256,6 +315,12 @@ impl fmt::Debug for Config {
             rate_limit_per_sec,
             rate_limit_burst,
             log,
+            fed_enabled,
+            fed_host,
+            fed_port,
+            fed_nameservers,
+            fed_peers,
+            fed_well_known,
         } = self;
         f.debug_struct("Config")
             .field("host", host)
@@ -279,11 +344,22 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_sec", rate_limit_per_sec)
             .field("rate_limit_burst", rate_limit_burst)
             .field("log", log)
+            .field("fed_enabled", fed_enabled)
+            .field("fed_host", fed_host)
+            .field("fed_port", fed_port)
+            .field("fed_nameservers", fed_nameservers)
+            .field("fed_peers", fed_peers)
+            .field("fed_well_known", fed_well_known)
             .finish()
     }
 }
 
 impl Config {
+    /// The UDP address of the federation endpoint.
+    pub fn fed_bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.fed_host.unwrap_or(self.host), self.fed_port)
+    }
+
     /// The address to listen on: [`host`](Self::host) and [`port`](Self::port).
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)

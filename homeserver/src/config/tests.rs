@@ -149,6 +149,20 @@ fn every_setting_loads_from_file_and_env() {
         ("rate_limit_per_sec", "1", "1"),
         ("rate_limit_burst", "1", "1"),
         ("log", "\"warn,mobium_homeserver=trace\"", "error"),
+        ("fed_enabled", "false", "off"),
+        ("fed_host", "\"0.0.0.0\"", "::1"),
+        ("fed_port", "0", "7202"),
+        (
+            "fed_nameservers",
+            "\"127.0.0.1:5353\"",
+            "127.0.0.1:53,[::1]:53",
+        ),
+        (
+            "fed_peers",
+            "\"b.test,127.0.0.1:7202,8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"",
+            "b.test,127.0.0.1:7202,8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c;c.test:9,10.0.0.1:1,8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+        ),
+        ("fed_well_known", "\"http\"", "OFF"),
     ];
     let keys: Vec<&str> = all.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(keys, KEYS, "this test covers every setting");

@@ -1,16 +1,20 @@
-//! Channels, invites and membership (spec `client/channels.md`).
+//! Channels and invites (spec `client/channels.md`): create, update, list, invite links, and
+//! joining — on this server, or on another server through a federation query to the host,
+//! after which this server keeps a replica of the channel for its users.
 
 use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
     ChannelCreate, ChannelCreated, ChannelInfo, ChannelJoin, ChannelRef, ChannelUpdate, Channels,
-    EffectivePermissions, ErrorBody, Event, InviteCreate, InviteInfo, InviteRevoke, Invites,
-    LeaveReason, MAX_METADATA_BYTES, Member, MemberEvent, MemberLeft, MemberRef, Members, Response,
+    ErrorBody, Event, InviteCreate, InviteInfo, InviteRevoke, Invites, MAX_METADATA_BYTES,
+    MemberEvent, Response,
 };
+use mobium_spec::federation::{HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
-use mobium_spec::{ChannelId, ErrorCode, UserId};
+use mobium_spec::{ChannelId, ErrorCode, ServerName, UserId};
 
-use super::{App, Handled, err, now_ms, perms};
-use crate::storage::{ChannelRow, InviteRow, InviteUse};
+use super::{App, Handled, err, fed_error, now_ms, perms};
+use crate::fed;
+use crate::storage::{ChannelRow, HostedChange, InviteRow, InviteUse};
 
 /// Invite codes: 16 random bytes as 22 characters of unpadded base64url.
 fn new_invite_code() -> Result<String, ErrorBody> {
@@ -67,8 +71,16 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
     }
     let ch = perms::channel(app, &r.channel).await?;
+    hosted_here(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
-    app.store.channel_set_metadata(&ch.id, &r.metadata).await?;
+    let change = HostedChange::Metadata {
+        channel: ch.id.clone(),
+        metadata: r.metadata.clone(),
+    };
+    let body = HostedBody::MetadataUpdated {
+        metadata: r.metadata.clone(),
+    };
+    fed::host_commit(app, &ch, change, body, None).await?;
     app.cache.clear();
     let frame = encode_event(&Event::ChannelUpdated(r));
     perms::fan_out(app, &ch, &frame).await?;
@@ -85,6 +97,7 @@ pub(super) async fn list(app: &App, me: &UserId) -> Handled {
 
 pub(super) async fn invite_create(app: &App, me: &UserId, r: InviteCreate) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
+    hosted_here(app, &ch)?;
     perms::require(app, &ch, me, Permissions::CREATE_INVITE).await?;
     if r.max_uses == Some(0) {
         return Err(err(
@@ -143,6 +156,7 @@ pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Ha
 
 pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
+    hosted_here(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let invites = app.store.invites_of(&ch.id, now_ms()).await?;
     Ok(Response::Invites(Invites {
@@ -151,32 +165,77 @@ pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handle
 }
 
 pub(super) async fn join(app: &App, me: &UserId, r: ChannelJoin) -> Handled {
-    let code = match r.code.split_once('@') {
-        None => r.code.as_str(),
-        Some((code, host)) if host == app.server_name.as_str() => code,
-        Some((_, host)) if host.parse::<mobium_spec::ServerName>().is_err() => {
-            return Err(err(
-                ErrorCode::InviteInvalid,
-                "the invite's server name is not valid",
-            ));
-        }
-        Some(_) => {
+    let (code, host) = match r.code.split_once('@') {
+        None => (r.code.as_str(), None),
+        Some((code, host)) if host == app.server_name.as_str() => (code, None),
+        Some((code, host)) => match host.parse::<ServerName>() {
+            Ok(h) => (code, Some(h)),
+            Err(_) => {
+                return Err(err(
+                    ErrorCode::InviteInvalid,
+                    "the invite's server name is not valid",
+                ));
+            }
+        },
+    };
+    let Some(host) = host else {
+        let (info, _) = join_hosted(app, me, code).await?;
+        return Ok(Response::Joined(info));
+    };
+    // A channel on another server: the host decides; this server keeps a replica.
+    let link = fed::link(app)?;
+    let q = Query::JoinChannel {
+        code: code.to_owned(),
+        user: me.clone(),
+    };
+    let (info, seq) = match link.federation.query(&host, q).await.map_err(fed_error)? {
+        QueryResult::Joined { channel, seq } => (channel, seq),
+        _ => {
             return Err(err(
                 ErrorCode::FederationUnavailable,
-                "joining channels on other servers needs federation, not yet enabled",
+                "unexpected answer from the host",
             ));
         }
     };
+    if info.channel.host != host {
+        return Err(err(
+            ErrorCode::FederationUnavailable,
+            "the host answered for another server's channel",
+        ));
+    }
+    let row = ChannelRow {
+        id: info.channel.clone(),
+        owner: info.owner.clone(),
+        metadata: info.metadata.clone(),
+        created_at: info.created_at,
+    };
+    app.store.channel_put(&row).await?;
+    app.store.member_add(&row.id, me, now_ms()).await?;
+    if app.store.channel_last_seq(&row.id).await? < seq {
+        app.store.channel_set_last_seq(&row.id, seq).await?;
+    }
+    app.cache.clear();
+    tracing::info!(channel = %row.id, user = %me, "joined a channel on another server");
+    Ok(Response::Joined(info))
+}
+
+/// On the host: `user` (local or remote) joins with invite `code`. Returns the channel and the
+/// `seq` of the `member_joined` event.
+pub(crate) async fn join_hosted(
+    app: &App,
+    user: &UserId,
+    code: &str,
+) -> Result<(ChannelInfo, u64), ErrorBody> {
     let invite = app
         .store
         .invite_get(code)
         .await?
         .ok_or_else(|| err(ErrorCode::InviteInvalid, "no such invite"))?;
     let ch = perms::channel(app, &invite.channel).await?;
-    if app.store.is_banned(&ch.id, me).await? {
+    if app.store.is_banned(&ch.id, user).await? {
         return Err(err(ErrorCode::Banned, "you are banned from this channel"));
     }
-    if app.store.member_joined_at(&ch.id, me).await?.is_some() {
+    if app.store.member_joined_at(&ch.id, user).await?.is_some() {
         return Err(err(ErrorCode::Conflict, "already a member"));
     }
     match app.store.invite_use(code, now_ms()).await? {
@@ -190,129 +249,31 @@ pub(super) async fn join(app: &App, me: &UserId, r: ChannelJoin) -> Handled {
             ));
         }
     }
-    if !app.store.member_add(&ch.id, me, now_ms()).await? {
-        return Err(err(ErrorCode::Conflict, "already a member"));
-    }
+    let change = HostedChange::MemberAdd {
+        channel: ch.id.clone(),
+        user: user.clone(),
+        now: now_ms(),
+    };
+    let body = HostedBody::MemberJoined { user: user.clone() };
+    let seq = fed::host_commit(app, &ch, change, body, Some(&user.server))
+        .await?
+        .ok_or_else(|| err(ErrorCode::Conflict, "already a member"))?;
     app.cache.clear();
     let frame = encode_event(&Event::MemberJoined(MemberEvent {
         channel: ch.id.clone(),
-        user: me.clone(),
+        user: user.clone(),
     }));
     perms::fan_out(app, &ch, &frame).await?;
-    Ok(Response::Joined(info(app, &ch).await?))
+    Ok((info(app, &ch).await?, seq))
 }
 
-/// Removes a member and tells the remaining viewers and the removed user.
-async fn depart(
-    app: &App,
-    ch: &ChannelRow,
-    user: &UserId,
-    reason: LeaveReason,
-) -> Result<(), ErrorBody> {
-    let viewers_before = perms::viewers(app, ch).await?;
-    if !app.store.member_remove(&ch.id, user).await? {
-        return Err(err(ErrorCode::NotFound, "not a member"));
-    }
-    app.cache.clear();
-    let frame = encode_event(&Event::MemberLeft(MemberLeft {
-        channel: ch.id.clone(),
-        user: user.clone(),
-        reason,
-    }));
-    for u in viewers_before.iter() {
-        if app.is_local(u) {
-            app.hub.push(&u.key, &frame);
-        }
-    }
-    if app.is_local(user) && !viewers_before.contains(user) {
-        app.hub.push(&user.key, &frame);
-    }
-    Ok(())
-}
-
-pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
-    let ch = perms::channel(app, &r.channel).await?;
-    if app.store.member_joined_at(&ch.id, me).await?.is_none() {
-        return Err(err(ErrorCode::NotFound, "no such channel"));
-    }
-    depart(app, &ch, me, LeaveReason::Left).await?;
-    Ok(Response::Ok)
-}
-
-pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> Handled {
-    let ch = perms::channel(app, &r.channel).await?;
-    let needed = if ban {
-        Permissions::BAN
-    } else {
-        Permissions::KICK
-    };
-    perms::require(app, &ch, me, needed).await?;
-    if r.user == ch.owner {
+/// Managing a channel (invites, kicks, bans, overrides, metadata) happens on its host.
+pub(super) fn hosted_here(app: &App, ch: &ChannelRow) -> Result<(), ErrorBody> {
+    if ch.id.host != app.server_name {
         return Err(err(
             ErrorCode::Forbidden,
-            "the channel owner cannot be removed",
+            "manage this channel through its host server",
         ));
     }
-    if r.user == *me {
-        return Err(err(
-            ErrorCode::InvalidArgument,
-            "use channel_leave to leave",
-        ));
-    }
-    if ban {
-        app.store.ban_add(&ch.id, &r.user, me, now_ms()).await?;
-        app.cache.clear();
-        match depart(app, &ch, &r.user, LeaveReason::Banned).await {
-            // Banning someone who already left is fine: the ban stands.
-            Ok(()) => {}
-            Err(e) if e.code == ErrorCode::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    } else {
-        depart(app, &ch, &r.user, LeaveReason::Kicked).await?;
-    }
-    tracing::info!(channel = %ch.id, by = %me, user = %r.user, ban, "member removed");
-    Ok(Response::Ok)
-}
-
-pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
-    let ch = perms::channel(app, &r.channel).await?;
-    perms::require(app, &ch, me, Permissions::BAN).await?;
-    if !app.store.ban_remove(&ch.id, &r.user).await? {
-        return Err(err(ErrorCode::NotFound, "not banned"));
-    }
-    Ok(Response::Ok)
-}
-
-pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
-    let ch = perms::channel(app, &r.channel).await?;
-    perms::require(app, &ch, me, Permissions::VIEW).await?;
-    let mut members = Vec::new();
-    for (user, joined_at) in app.store.members(&ch.id).await? {
-        let roles = app
-            .store
-            .roles_of(&user)
-            .await?
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        members.push(Member {
-            user,
-            joined_at,
-            roles,
-        });
-    }
-    Ok(Response::Members(Members {
-        channel: ch.id.clone(),
-        members,
-    }))
-}
-
-pub(super) async fn permissions(app: &App, me: &UserId, r: ChannelRef) -> Handled {
-    let ch = perms::channel(app, &r.channel).await?;
-    let p = perms::require(app, &ch, me, Permissions::NONE).await?;
-    Ok(Response::Permissions(EffectivePermissions {
-        channel: ch.id.clone(),
-        permissions: p,
-    }))
+    Ok(())
 }

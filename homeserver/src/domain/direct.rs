@@ -9,14 +9,13 @@ use mobium_spec::client::{
 use mobium_spec::{ErrorCode, UserId};
 
 use super::{App, Handled, err, now_ms};
+use mobium_spec::federation::{FedDirect, FedEvent};
+
 use crate::storage::DirectRow;
 
 pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
     if !app.is_local(&r.to) {
-        return Err(err(
-            ErrorCode::FederationUnavailable,
-            "messages to users on other servers need federation, not yet enabled",
-        ));
+        return send_remote(app, me, r).await;
     }
     if !app.store.user_exists(&r.to.key).await? {
         return Err(err(ErrorCode::NotFound, "no such user on this server"));
@@ -48,6 +47,24 @@ pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
         sent_at: row.sent_at,
     }));
     app.hub.push(&r.to.key, &frame);
+    Ok(Response::DirectSent(sent))
+}
+
+/// To a user on another server: queued durably in the outbox; their server delivers it.
+async fn send_remote(app: &App, me: &UserId, r: DirectSend) -> Handled {
+    let sent = DirectSent {
+        id: app.next_id(),
+        sent_at: now_ms(),
+    };
+    let event = FedEvent::Direct(FedDirect {
+        id: sent.id,
+        from: me.clone(),
+        to: r.to.clone(),
+        ciphertext: r.ciphertext,
+        sent_at: sent.sent_at,
+    });
+    crate::fed::enqueue(app, vec![crate::fed::item(&r.to.server, &event)]).await?;
+    app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
     Ok(Response::DirectSent(sent))
 }
 

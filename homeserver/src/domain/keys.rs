@@ -6,7 +6,9 @@ use mobium_spec::client::{
 };
 use mobium_spec::{ErrorCode, UserId};
 
-use super::{App, Handled, err};
+use mobium_spec::federation::{Query, QueryResult};
+
+use super::{App, Handled, err, fed_error};
 
 fn check(owner: &UserId, kind: PrekeyKind, key: &Prekey) -> Result<(), ErrorBody> {
     if key.key.len() != 32 {
@@ -62,33 +64,52 @@ pub(super) async fn count(app: &App, me: &UserId) -> Handled {
     Ok(Response::KeysCount(app.store.keys_count(&me.key).await?))
 }
 
-pub(super) async fn claim(app: &App, _me: &UserId, r: KeysClaim) -> Handled {
-    if !app.is_local(&r.user) {
-        return Err(err(
-            ErrorCode::FederationUnavailable,
-            "claiming keys of users on other servers needs federation, not yet enabled",
-        ));
+pub(super) async fn claim(app: &App, me: &UserId, r: KeysClaim) -> Handled {
+    if app.is_local(&r.user) {
+        return claim_local(app, &r.user).await.map(Response::KeyBundle);
     }
+    // The user's own server hands out their keys; the client checks the signatures.
+    let link = crate::fed::link(app)?;
+    let q = Query::ClaimKeys {
+        user: r.user.clone(),
+        requester: me.clone(),
+    };
+    match link
+        .federation
+        .query(&r.user.server, q)
+        .await
+        .map_err(fed_error)?
+    {
+        QueryResult::KeyBundle(b) if b.user == r.user => Ok(Response::KeyBundle(b)),
+        _ => Err(err(
+            ErrorCode::FederationUnavailable,
+            "unexpected answer from the user's server",
+        )),
+    }
+}
+
+/// Claims a bundle of a user of this server (for a local client or a federation query).
+pub(crate) async fn claim_local(app: &App, user: &UserId) -> Result<KeyBundle, ErrorBody> {
     let claimed = app
         .store
-        .keys_claim(&r.user.key)
+        .keys_claim(&user.key)
         .await?
         .ok_or_else(|| err(ErrorCode::NotFound, "this user has published no keys"))?;
     if claimed.one_time.is_none() && claimed.fallback.is_none() {
         return Err(err(ErrorCode::NoKeys, "no one-time or fallback key left"));
     }
     if claimed.one_time.is_some() {
-        let left = app.store.keys_count(&r.user.key).await?;
+        let left = app.store.keys_count(&user.key).await?;
         if left.one_time < KEYS_LOW_THRESHOLD {
             let frame = mobium_client_api::server::encode_event(&Event::KeysLow(left));
-            app.hub.push(&r.user.key, &frame);
+            app.hub.push(&user.key, &frame);
         }
     }
-    Ok(Response::KeyBundle(KeyBundle {
-        user: r.user,
+    Ok(KeyBundle {
+        user: user.clone(),
         identity_key: claimed.identity,
         signed_prekey: claimed.signed,
         one_time_key: claimed.one_time,
         fallback_key: claimed.fallback,
-    }))
+    })
 }

@@ -1,20 +1,28 @@
 //! Channel messages (spec `client/messages.md`): send (committed before the answer), history
-//! pages, edit and delete, and the events they cause.
+//! pages, edit and delete, and the events they cause. On the host the change and the events
+//! for member servers commit together; for a channel hosted elsewhere the action is queued
+//! durably for the host, which orders it and sends it back as a hosted event.
 
 use std::sync::atomic::Ordering;
 
 use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
-    ChannelMessage, Event, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History, MessageDeleted,
-    MessageEdit, MessageEdited, MessageRef, MessageSend, MessageSent, Messages, Response,
+    ChannelMessage, ErrorBody, Event, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History,
+    MessageDeleted, MessageEdit, MessageEdited, MessageRef, MessageSend, MessageSent, Messages,
+    Response,
+};
+use mobium_spec::federation::{
+    ChannelDelete, ChannelEdit, ChannelSend, FedEvent, HostedBody, Query, QueryResult,
 };
 use mobium_spec::permissions::Permissions;
-use mobium_spec::{ErrorCode, UserId};
+use mobium_spec::{ErrorCode, MessageId, UserId};
 
 use super::{App, Handled, err, now_ms, perms};
-use crate::storage::{HistoryQuery, MessageRow};
+use crate::fed;
+use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow};
 
-fn to_wire(row: MessageRow) -> ChannelMessage {
+/// A stored message as the wire shows it.
+pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
     ChannelMessage {
         channel: row.channel,
         id: row.id,
@@ -27,11 +35,33 @@ fn to_wire(row: MessageRow) -> ChannelMessage {
     }
 }
 
+fn hosted_here(app: &App, ch: &ChannelRow) -> bool {
+    ch.id.host == app.server_name
+}
+
 pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::SEND).await?;
     if r.ciphertext.is_empty() {
         return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
+    }
+    if !hosted_here(app, &ch) {
+        // Queue it for the host; the id is provisional and comes back as `origin_id`.
+        let origin_id = app.next_id();
+        let event = FedEvent::ChannelSend(ChannelSend {
+            channel: ch.id.clone(),
+            sender: me.clone(),
+            origin_id,
+            ciphertext: r.ciphertext,
+            reply_to: r.reply_to,
+        });
+        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
+        return Ok(Response::MessageSent(MessageSent {
+            channel: ch.id.clone(),
+            id: origin_id,
+            sent_at: now_ms(),
+        }));
     }
     let row = MessageRow {
         channel: ch.id.clone(),
@@ -43,15 +73,22 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
         reply_to: r.reply_to,
         origin_id: None,
     };
-    app.timed(app.store.message_insert(&row)).await?;
-    app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
     let sent = MessageSent {
         channel: ch.id.clone(),
         id: row.id,
         sent_at: row.sent_at,
     };
-    let frame = encode_event(&Event::Message(to_wire(row)));
-    perms::fan_out(app, &ch, &frame).await?;
+    let wire = to_wire(row.clone());
+    fed::host_commit(
+        app,
+        &ch,
+        HostedChange::Message(row),
+        HostedBody::Message(wire.clone()),
+        None,
+    )
+    .await?;
+    app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
+    perms::fan_out(app, &ch, &encode_event(&Event::Message(wire))).await?;
     Ok(Response::MessageSent(sent))
 }
 
@@ -61,6 +98,25 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
     let limit = r.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
     if limit == 0 || limit > HISTORY_MAX_LIMIT {
         return Err(err(ErrorCode::InvalidArgument, "limit must be 1-100"));
+    }
+    if !hosted_here(app, &ch)
+        && let Some(link) = app.federation()
+    {
+        // The host has everything, including what was sent before this server's users joined.
+        let q = Query::History {
+            channel: ch.id.clone(),
+            user: me.clone(),
+            before: r.before,
+            after: r.after,
+            limit: Some(limit),
+        };
+        match link.federation.query(&ch.id.host, q).await {
+            Ok(QueryResult::Messages(m)) => return Ok(Response::Messages(m)),
+            Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a history query"),
+            Err(e) => {
+                tracing::info!(host = %ch.id.host, error = %e, "history from the host failed; answering from the local copy")
+            }
+        }
     }
     let (rows, has_more) = app
         .store
@@ -80,66 +136,128 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
     }))
 }
 
-/// The message, if the caller is its sender or holds `manage_messages`.
-async fn editable(
+/// Whether `who` may change message `id`: its sender, or a holder of `manage_messages`.
+async fn may_change(
     app: &App,
-    me: &UserId,
-    r: &MessageRef,
-) -> Result<std::sync::Arc<crate::storage::ChannelRow>, mobium_spec::client::ErrorBody> {
-    let ch = perms::channel(app, &r.channel).await?;
-    let p = perms::require(app, &ch, me, Permissions::VIEW).await?;
+    ch: &ChannelRow,
+    who: &UserId,
+    id: MessageId,
+) -> Result<(), ErrorBody> {
+    let p = perms::require(app, ch, who, Permissions::VIEW).await?;
     let msg = app
         .store
-        .message_get(&ch.id, r.id)
+        .message_get(&ch.id, id)
         .await?
         .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))?;
-    if msg.sender != *me && !p.contains(Permissions::MANAGE_MESSAGES) {
+    if msg.sender != *who && !p.contains(Permissions::MANAGE_MESSAGES) {
         return Err(err(
             ErrorCode::Forbidden,
             "only the sender or a holder of manage_messages",
         ));
     }
-    Ok(ch)
+    Ok(())
 }
 
-pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
-    if r.ciphertext.is_empty() {
+/// On the host: checks and applies an edit by `editor` (local or remote).
+pub(crate) async fn edit_hosted(
+    app: &App,
+    ch: &ChannelRow,
+    editor: &UserId,
+    id: MessageId,
+    ciphertext: Vec<u8>,
+) -> Result<(), ErrorBody> {
+    if ciphertext.is_empty() {
         return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
     }
-    let mref = MessageRef {
-        channel: r.channel.clone(),
-        id: r.id,
-    };
-    let ch = editable(app, me, &mref).await?;
+    may_change(app, ch, editor, id).await?;
     let edited_at = now_ms();
-    if !app
-        .store
-        .message_edit(&ch.id, r.id, &r.ciphertext, edited_at)
+    let change = HostedChange::Edit {
+        channel: ch.id.clone(),
+        id,
+        ciphertext: ciphertext.clone(),
+        edited_at,
+    };
+    let body = HostedBody::Edited {
+        id,
+        editor: editor.clone(),
+        ciphertext: ciphertext.clone(),
+        edited_at,
+    };
+    if fed::host_commit(app, ch, change, body, None)
         .await?
+        .is_none()
     {
         return Err(err(ErrorCode::NotFound, "no such message"));
     }
-    let frame = encode_event(&Event::MessageEdited(MessageEdited {
+    let ev = Event::MessageEdited(MessageEdited {
         channel: ch.id.clone(),
-        id: r.id,
-        editor: me.clone(),
-        ciphertext: r.ciphertext,
+        id,
+        editor: editor.clone(),
+        ciphertext,
         edited_at,
-    }));
-    perms::fan_out(app, &ch, &frame).await?;
+    });
+    perms::fan_out(app, ch, &encode_event(&ev)).await
+}
+
+/// On the host: checks and applies a deletion by `deleter` (local or remote).
+pub(crate) async fn delete_hosted(
+    app: &App,
+    ch: &ChannelRow,
+    deleter: &UserId,
+    id: MessageId,
+) -> Result<(), ErrorBody> {
+    may_change(app, ch, deleter, id).await?;
+    let change = HostedChange::Delete {
+        channel: ch.id.clone(),
+        id,
+    };
+    let body = HostedBody::Deleted {
+        id,
+        deleted_by: deleter.clone(),
+    };
+    if fed::host_commit(app, ch, change, body, None)
+        .await?
+        .is_none()
+    {
+        return Err(err(ErrorCode::NotFound, "no such message"));
+    }
+    let ev = Event::MessageDeleted(MessageDeleted {
+        channel: ch.id.clone(),
+        id,
+        deleted_by: deleter.clone(),
+    });
+    perms::fan_out(app, ch, &encode_event(&ev)).await
+}
+
+pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    if hosted_here(app, &ch) {
+        edit_hosted(app, &ch, me, r.id, r.ciphertext).await?;
+    } else {
+        perms::require(app, &ch, me, Permissions::VIEW).await?;
+        let event = FedEvent::ChannelEdit(ChannelEdit {
+            channel: ch.id.clone(),
+            editor: me.clone(),
+            id: r.id,
+            ciphertext: r.ciphertext,
+        });
+        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+    }
     Ok(Response::Ok)
 }
 
 pub(super) async fn delete(app: &App, me: &UserId, r: MessageRef) -> Handled {
-    let ch = editable(app, me, &r).await?;
-    if !app.store.message_delete(&ch.id, r.id).await? {
-        return Err(err(ErrorCode::NotFound, "no such message"));
+    let ch = perms::channel(app, &r.channel).await?;
+    if hosted_here(app, &ch) {
+        delete_hosted(app, &ch, me, r.id).await?;
+    } else {
+        perms::require(app, &ch, me, Permissions::VIEW).await?;
+        let event = FedEvent::ChannelDelete(ChannelDelete {
+            channel: ch.id.clone(),
+            deleter: me.clone(),
+            id: r.id,
+        });
+        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
     }
-    let frame = encode_event(&Event::MessageDeleted(MessageDeleted {
-        channel: ch.id.clone(),
-        id: r.id,
-        deleted_by: me.clone(),
-    }));
-    perms::fan_out(app, &ch, &frame).await?;
     Ok(Response::Ok)
 }

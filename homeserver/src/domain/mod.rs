@@ -7,11 +7,18 @@
 mod channels;
 mod direct;
 mod keys;
+mod membership;
 mod messages;
-mod perms;
+pub(crate) mod perms;
 mod presence;
 mod roles;
 mod session;
+
+pub(crate) use channels::join_hosted;
+pub(crate) use keys::claim_local;
+pub(crate) use membership::{depart, member_list};
+pub(crate) use messages::{delete_hosted, edit_hosted, to_wire as messages_to_wire};
+pub(crate) use presence::relay_typing;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,6 +79,7 @@ pub struct App {
     rate: RateLimiter,
     ids: Mutex<MessageIdGenerator>,
     cache: perms::PermCache,
+    fed: std::sync::OnceLock<crate::fed::Link>,
 }
 
 impl App {
@@ -94,6 +102,7 @@ impl App {
             limiter,
             ids: Mutex::new(MessageIdGenerator::new(0)),
             cache: perms::PermCache::default(),
+            fed: std::sync::OnceLock::new(),
         })
     }
 
@@ -113,6 +122,18 @@ impl App {
     /// Whether `user` belongs to this server.
     pub fn is_local(&self, user: &UserId) -> bool {
         user.server == self.server_name
+    }
+
+    /// The federation link, once started (`None` when federation is disabled).
+    pub fn federation(&self) -> Option<&crate::fed::Link> {
+        self.fed.get()
+    }
+
+    /// Installs the federation link (once, at start-up).
+    pub fn set_federation(&self, link: crate::fed::Link) {
+        if self.fed.set(link).is_err() {
+            tracing::warn!("federation link installed twice; keeping the first");
+        }
     }
 
     /// Drops cached permissions after an out-of-band change (the admin API).
@@ -153,6 +174,20 @@ impl From<StoreError> for ErrorBody {
                 tracing::error!(error = %other, "storage failure");
                 ErrorBody::new(ErrorCode::Internal, "internal error")
             }
+        }
+    }
+}
+
+/// A federation failure as the client sees it.
+pub(crate) fn fed_error(e: mobium_federation::FedError) -> ErrorBody {
+    match e {
+        mobium_federation::FedError::Rejected(body) => body,
+        other => {
+            tracing::info!(error = %other, "federation request failed");
+            ErrorBody::new(
+                ErrorCode::FederationUnavailable,
+                "the other server could not be reached",
+            )
         }
     }
 }
@@ -203,12 +238,12 @@ impl ClientHandler for App {
             Request::InviteRevoke(r) => channels::invite_revoke(self, &me, r).await,
             Request::InviteList(r) => channels::invite_list(self, &me, r).await,
             Request::ChannelJoin(r) => channels::join(self, &me, r).await,
-            Request::ChannelLeave(r) => channels::leave(self, &me, r).await,
-            Request::ChannelKick(r) => channels::remove(self, &me, r, false).await,
-            Request::ChannelBan(r) => channels::remove(self, &me, r, true).await,
-            Request::ChannelUnban(r) => channels::unban(self, &me, r).await,
-            Request::ChannelMembers(r) => channels::members(self, &me, r).await,
-            Request::ChannelPermissions(r) => channels::permissions(self, &me, r).await,
+            Request::ChannelLeave(r) => membership::leave(self, &me, r).await,
+            Request::ChannelKick(r) => membership::remove(self, &me, r, false).await,
+            Request::ChannelBan(r) => membership::remove(self, &me, r, true).await,
+            Request::ChannelUnban(r) => membership::unban(self, &me, r).await,
+            Request::ChannelMembers(r) => membership::members(self, &me, r).await,
+            Request::ChannelPermissions(r) => membership::permissions(self, &me, r).await,
             Request::RoleCreate(r) => roles::create(self, &me, r).await,
             Request::RoleUpdate(r) => roles::update(self, &me, r).await,
             Request::RoleDelete(r) => roles::delete(self, &me, r).await,

@@ -11,14 +11,18 @@ use mobium_spec::client::{
 };
 use mobium_spec::permissions::Permissions;
 
-use super::{App, Handled, perms};
+use mobium_spec::ServerName;
+use mobium_spec::federation::{Ephemeral, Transaction};
 
-/// Local users who share at least one channel with `user` (not including `user`).
+use super::{App, Handled, perms};
+use crate::storage::ChannelRow;
+
+/// Users (local and remote) who share at least one channel with `user` (not including `user`).
 async fn co_members(app: &App, user: &UserId) -> Result<BTreeSet<UserId>, ErrorBody> {
     let mut out = BTreeSet::new();
     for ch in app.store.channels_of(user).await? {
         for u in perms::viewers(app, &ch).await?.iter() {
-            if u != user && app.is_local(u) {
+            if u != user {
                 out.insert(u.clone());
             }
         }
@@ -39,9 +43,22 @@ pub(super) async fn broadcast(app: &App, user: &UserId, status: PresenceStatus) 
         user: user.clone(),
         status,
     }));
+    let mut servers = BTreeSet::new();
     for u in others {
-        app.hub.push(&u.key, &frame);
+        if app.is_local(&u) {
+            app.hub.push(&u.key, &frame);
+        } else {
+            servers.insert(u.server.clone());
+        }
     }
+    send_ephemeral(
+        app,
+        servers,
+        Ephemeral::Presence {
+            user: user.clone(),
+            status,
+        },
+    );
 }
 
 pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
@@ -52,9 +69,11 @@ pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
 }
 
 pub(super) async fn list(app: &App, me: &UserId) -> Handled {
+    // Presence of users on other servers arrives as ephemeral events and is not kept.
     let entries = co_members(app, me)
         .await?
         .into_iter()
+        .filter(|u| app.is_local(u))
         .map(|u| PresenceEntry {
             status: app.hub.visible_status(&u.key),
             user: u,
@@ -75,5 +94,57 @@ pub(super) async fn typing(app: &App, me: &UserId, r: ChannelRef) -> Handled {
             app.hub.push(&u.key, &frame);
         }
     }
+    if ch.id.host == app.server_name {
+        relay_typing(app, &ch, me, None).await;
+    } else {
+        send_ephemeral(
+            app,
+            [ch.id.host.clone()],
+            Ephemeral::Typing {
+                channel: ch.id.clone(),
+                user: me.clone(),
+            },
+        );
+    }
     Ok(Response::Ok)
+}
+
+/// On the host: passes a typing notice to every member server except `skip` (its origin).
+pub(crate) async fn relay_typing(
+    app: &App,
+    ch: &ChannelRow,
+    user: &UserId,
+    skip: Option<&ServerName>,
+) {
+    let Ok(servers) = crate::fed::member_servers(app, ch).await else {
+        return;
+    };
+    let dests = servers.into_iter().filter(|s| Some(s) != skip);
+    send_ephemeral(
+        app,
+        dests,
+        Ephemeral::Typing {
+            channel: ch.id.clone(),
+            user: user.clone(),
+        },
+    );
+}
+
+/// Sends an ephemeral event to each server, best effort, without waiting (never queued).
+fn send_ephemeral(app: &App, dests: impl IntoIterator<Item = ServerName>, event: Ephemeral) {
+    let Some(link) = app.federation() else {
+        return;
+    };
+    for dest in dests {
+        let federation = link.federation.clone();
+        let txn = Transaction {
+            events: Vec::new(),
+            ephemeral: vec![event.clone()],
+        };
+        tokio::spawn(async move {
+            if let Err(e) = federation.send_transaction(&dest, txn).await {
+                tracing::debug!(destination = %dest, error = %e, "ephemeral event not delivered");
+            }
+        });
+    }
 }

@@ -22,6 +22,7 @@ async fn spawn(data: &Path, db: Option<&str>) -> (Child, String) {
     cmd.arg("serve")
         .env_clear()
         .env("SC_PORT", "0")
+        .env("SC_FED_PORT", "0")
         .env("SC_SERVER_NAME", "durable.test")
         .env("SC_DATA_DIR", data)
         .env("SC_LOG", "warn")

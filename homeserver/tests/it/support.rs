@@ -111,6 +111,7 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Op
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config::load(None, Vec::<(String, String)>::new()).expect("defaults");
     config.port = 0;
+    config.fed_port = 0;
     config.data_dir = dir.path().join("data");
     config.log = "warn".into();
     config.rate_limit_per_sec = 10_000;

@@ -1,0 +1,178 @@
+//! Membership of channels (spec `client/channels.md`): leave, kick, ban, unban, the member list
+//! and effective permissions. On the host, a departure commits together with the events for the
+//! member servers; leaving a channel hosted elsewhere is forwarded to its host.
+
+use mobium_client_api::server::encode_event;
+use mobium_spec::client::{
+    ChannelRef, EffectivePermissions, ErrorBody, Event, LeaveReason, Member, MemberLeft, MemberRef,
+    Members, Response,
+};
+use mobium_spec::federation::{ChannelLeave, FedEvent, HostedBody, Query, QueryResult};
+use mobium_spec::permissions::Permissions;
+use mobium_spec::{ErrorCode, UserId};
+
+use super::channels::hosted_here;
+use super::{App, Handled, err, now_ms, perms};
+use crate::fed;
+use crate::storage::{ChannelRow, HostedChange};
+
+/// On the host: removes a member and tells the remaining viewers, the removed user and the
+/// member servers.
+pub(crate) async fn depart(
+    app: &App,
+    ch: &ChannelRow,
+    user: &UserId,
+    reason: LeaveReason,
+) -> Result<(), ErrorBody> {
+    let viewers_before = perms::viewers(app, ch).await?;
+    let change = HostedChange::MemberRemove {
+        channel: ch.id.clone(),
+        user: user.clone(),
+    };
+    let body = HostedBody::MemberLeft {
+        user: user.clone(),
+        reason,
+    };
+    if fed::host_commit(app, ch, change, body, None)
+        .await?
+        .is_none()
+    {
+        return Err(err(ErrorCode::NotFound, "not a member"));
+    }
+    app.cache.clear();
+    let frame = encode_event(&Event::MemberLeft(MemberLeft {
+        channel: ch.id.clone(),
+        user: user.clone(),
+        reason,
+    }));
+    for u in viewers_before.iter() {
+        if app.is_local(u) {
+            app.hub.push(&u.key, &frame);
+        }
+    }
+    if app.is_local(user) && !viewers_before.contains(user) {
+        app.hub.push(&user.key, &frame);
+    }
+    Ok(())
+}
+
+pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    if app.store.member_joined_at(&ch.id, me).await?.is_none() {
+        return Err(err(ErrorCode::NotFound, "no such channel"));
+    }
+    if ch.id.host == app.server_name {
+        depart(app, &ch, me, LeaveReason::Left).await?;
+    } else {
+        // Leave the replica now; the host learns it through the outbox.
+        let event = FedEvent::ChannelLeave(ChannelLeave {
+            channel: ch.id.clone(),
+            user: me.clone(),
+        });
+        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        app.store.member_remove(&ch.id, me).await?;
+        app.invalidate_permissions();
+    }
+    Ok(Response::Ok)
+}
+
+pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    hosted_here(app, &ch)?;
+    let needed = if ban {
+        Permissions::BAN
+    } else {
+        Permissions::KICK
+    };
+    perms::require(app, &ch, me, needed).await?;
+    if r.user == ch.owner {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "the channel owner cannot be removed",
+        ));
+    }
+    if r.user == *me {
+        return Err(err(
+            ErrorCode::InvalidArgument,
+            "use channel_leave to leave",
+        ));
+    }
+    if ban {
+        app.store.ban_add(&ch.id, &r.user, me, now_ms()).await?;
+        app.invalidate_permissions();
+        match depart(app, &ch, &r.user, LeaveReason::Banned).await {
+            // Banning someone who already left is fine: the ban stands.
+            Ok(()) => {}
+            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        depart(app, &ch, &r.user, LeaveReason::Kicked).await?;
+    }
+    tracing::info!(channel = %ch.id, by = %me, user = %r.user, ban, "member removed");
+    Ok(Response::Ok)
+}
+
+pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    hosted_here(app, &ch)?;
+    perms::require(app, &ch, me, Permissions::BAN).await?;
+    if !app.store.ban_remove(&ch.id, &r.user).await? {
+        return Err(err(ErrorCode::NotFound, "not banned"));
+    }
+    Ok(Response::Ok)
+}
+
+pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    perms::require(app, &ch, me, Permissions::VIEW).await?;
+    if ch.id.host != app.server_name
+        && let Some(link) = app.federation()
+    {
+        // Only the host knows everyone who joined before this server's users did.
+        let q = Query::Members {
+            channel: ch.id.clone(),
+            user: me.clone(),
+        };
+        match link.federation.query(&ch.id.host, q).await {
+            Ok(QueryResult::Members(m)) => return Ok(Response::Members(m)),
+            Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a members query"),
+            Err(e) => {
+                tracing::info!(host = %ch.id.host, error = %e, "members from the host failed; answering from the local copy")
+            }
+        }
+    }
+    Ok(Response::Members(member_list(app, &ch).await?))
+}
+
+/// The channel's members as this server knows them.
+pub(crate) async fn member_list(app: &App, ch: &ChannelRow) -> Result<Members, ErrorBody> {
+    let mut members = Vec::new();
+    for (user, joined_at) in app.store.members(&ch.id).await? {
+        let roles = app
+            .store
+            .roles_of(&user)
+            .await?
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        members.push(Member {
+            user,
+            joined_at,
+            roles,
+        });
+    }
+    Ok(Members {
+        channel: ch.id.clone(),
+        members,
+    })
+}
+
+pub(super) async fn permissions(app: &App, me: &UserId, r: ChannelRef) -> Handled {
+    let ch = perms::channel(app, &r.channel).await?;
+    let p = perms::require(app, &ch, me, Permissions::NONE).await?;
+    Ok(Response::Permissions(EffectivePermissions {
+        channel: ch.id.clone(),
+        permissions: p,
+    }))
+}

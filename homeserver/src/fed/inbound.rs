@@ -1,0 +1,277 @@
+//! Verified transactions from peers (spec `federation.md` §Events): each event is applied
+//! idempotently (a retried delivery changes nothing), refused events are reported in the Ack,
+//! and ephemeral events are delivered to connected users and forgotten.
+
+use mobium_client_api::server::encode_event;
+use mobium_federation::FederationHandler;
+use mobium_spec::client::{
+    DirectMessage, ErrorBody, Event, LeaveReason, PresenceEntry, TypingEvent,
+};
+use mobium_spec::federation::{
+    Ack, ChannelDelete, ChannelEdit, ChannelLeave, ChannelSend, Ephemeral, FedDirect, FedEvent,
+    HostedBody, Query, QueryResult, Rejected, Transaction,
+};
+use mobium_spec::permissions::Permissions;
+use mobium_spec::{ErrorCode, ServerName};
+
+use super::{host_commit, hosted, queries};
+use crate::domain::{App, err, messages_to_wire, now_ms, perms};
+use crate::storage::{DirectRow, HostedChange, MessageRow, StoreError};
+
+/// An event's outcome: applied (or already applied), refused for good, or "try the whole
+/// transaction again later".
+pub(super) enum Outcome {
+    Done,
+    Refused(ErrorBody),
+    Retry(ErrorBody),
+}
+
+impl From<ErrorBody> for Outcome {
+    fn from(e: ErrorBody) -> Self {
+        if e.code == ErrorCode::Internal {
+            Outcome::Retry(e)
+        } else {
+            Outcome::Refused(e)
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl FederationHandler for App {
+    async fn transaction(
+        &self,
+        origin: &ServerName,
+        txn_id: u64,
+        txn: Transaction,
+    ) -> Result<Ack, ErrorBody> {
+        if self.store.txn_seen(origin, txn_id).await? {
+            return Ok(Ack::default());
+        }
+        let mut rejected = Vec::new();
+        for (index, event) in txn.events.into_iter().enumerate() {
+            match apply(self, origin, event).await {
+                Outcome::Done => {}
+                Outcome::Refused(error) => {
+                    tracing::info!(%origin, index, code = %error.code, message = %error.message, "refused a federated event");
+                    rejected.push(Rejected {
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        error,
+                    });
+                }
+                Outcome::Retry(error) => {
+                    // Nothing after this event is applied; the peer retries the whole batch and
+                    // the events before it are idempotent.
+                    return Err(error);
+                }
+            }
+        }
+        for e in txn.ephemeral {
+            ephemeral(self, origin, e).await;
+        }
+        self.store.txn_record(origin, txn_id, now_ms()).await?;
+        Ok(Ack { rejected })
+    }
+
+    async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {
+        queries::answer(self, origin, query).await
+    }
+
+    fn peer_connected(&self, peer: &ServerName) {
+        if let Some(link) = self.federation() {
+            link.outbox.kick(peer);
+        }
+    }
+
+    fn rejected(&self, code: ErrorCode) {
+        self.metrics.error(code);
+    }
+}
+
+async fn apply(app: &App, origin: &ServerName, event: FedEvent) -> Outcome {
+    let r = match event {
+        FedEvent::Direct(d) => direct(app, origin, d).await,
+        FedEvent::ChannelSend(s) => channel_send(app, origin, s).await,
+        FedEvent::ChannelEdit(e) => channel_edit(app, origin, e).await,
+        FedEvent::ChannelDelete(d) => channel_delete(app, origin, d).await,
+        FedEvent::ChannelLeave(l) => channel_leave(app, origin, l).await,
+        FedEvent::Hosted(h) => return hosted::apply(app, origin, h).await,
+        _ => Ok(()),
+    };
+    match r {
+        Ok(()) => Outcome::Done,
+        Err(e) => e.into(),
+    }
+}
+
+/// The sender must belong to the origin server.
+fn from_origin(origin: &ServerName, user: &mobium_spec::UserId) -> Result<(), ErrorBody> {
+    if user.server != *origin {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "the sender is not a user of the sending server",
+        ));
+    }
+    Ok(())
+}
+
+async fn direct(app: &App, origin: &ServerName, d: FedDirect) -> Result<(), ErrorBody> {
+    from_origin(origin, &d.from)?;
+    if !app.is_local(&d.to) || !app.store.user_exists(&d.to.key).await? {
+        return Err(err(ErrorCode::NotFound, "no such user on this server"));
+    }
+    let now = now_ms();
+    let ttl = u64::try_from(app.settings.message_ttl.as_millis()).unwrap_or(u64::MAX);
+    let row = DirectRow {
+        id: app.next_id(),
+        recipient: d.to.clone(),
+        sender: d.from.clone(),
+        ciphertext: d.ciphertext,
+        sent_at: d.sent_at,
+        expires_at: now.saturating_add(ttl),
+    };
+    let fresh = app
+        .store
+        .direct_enqueue_remote(&row, origin, d.id, app.settings.max_offline_messages)
+        .await?;
+    if fresh {
+        let frame = encode_event(&Event::Direct(DirectMessage {
+            id: row.id,
+            from: row.sender,
+            ciphertext: row.ciphertext,
+            sent_at: row.sent_at,
+        }));
+        app.hub.push(&d.to.key, &frame);
+    }
+    Ok(())
+}
+
+/// A channel hosted here, named by a peer.
+async fn hosted_here(
+    app: &App,
+    channel: &mobium_spec::ChannelId,
+) -> Result<std::sync::Arc<crate::storage::ChannelRow>, ErrorBody> {
+    if channel.host != app.server_name {
+        return Err(err(
+            ErrorCode::NotFound,
+            "this server does not host that channel",
+        ));
+    }
+    perms::channel(app, channel).await
+}
+
+async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), ErrorBody> {
+    from_origin(origin, &s.sender)?;
+    let ch = hosted_here(app, &s.channel).await?;
+    perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
+    let row = MessageRow {
+        channel: ch.id.clone(),
+        id: app.next_id(),
+        sender: s.sender,
+        ciphertext: s.ciphertext,
+        sent_at: now_ms(),
+        edited_at: None,
+        reply_to: s.reply_to,
+        origin_id: Some(s.origin_id),
+    };
+    let wire = messages_to_wire(row.clone());
+    match host_commit(
+        app,
+        &ch,
+        HostedChange::Message(row),
+        HostedBody::Message(wire.clone()),
+        None,
+    )
+    .await
+    {
+        Ok(_) => {}
+        // A retried delivery of a send we already stored.
+        Err(e) if e.code == ErrorCode::Conflict => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    app.metrics
+        .channel_messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    perms::fan_out(app, &ch, &encode_event(&Event::Message(wire))).await
+}
+
+async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), ErrorBody> {
+    from_origin(origin, &e.editor)?;
+    let ch = hosted_here(app, &e.channel).await?;
+    crate::domain::edit_hosted(app, &ch, &e.editor, e.id, e.ciphertext).await
+}
+
+async fn channel_delete(app: &App, origin: &ServerName, d: ChannelDelete) -> Result<(), ErrorBody> {
+    from_origin(origin, &d.deleter)?;
+    let ch = hosted_here(app, &d.channel).await?;
+    crate::domain::delete_hosted(app, &ch, &d.deleter, d.id).await
+}
+
+async fn channel_leave(app: &App, origin: &ServerName, l: ChannelLeave) -> Result<(), ErrorBody> {
+    from_origin(origin, &l.user)?;
+    let ch = hosted_here(app, &l.channel).await?;
+    match crate::domain::depart(app, &ch, &l.user, LeaveReason::Left).await {
+        Ok(()) => Ok(()),
+        // Already gone: a retried delivery.
+        Err(e) if e.code == ErrorCode::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn ephemeral(app: &App, origin: &ServerName, e: Ephemeral) {
+    match e {
+        Ephemeral::Presence { user, status } if user.server == *origin => {
+            let frame = encode_event(&Event::Presence(PresenceEntry {
+                user: user.clone(),
+                status,
+            }));
+            // Local users who share a channel with this remote user.
+            if let Ok(channels) = app.store.channels_of(&user).await {
+                let mut told = std::collections::BTreeSet::new();
+                for ch in channels {
+                    if let Ok(v) = perms::viewers(app, &ch).await {
+                        for u in v.iter().filter(|u| app.is_local(u)) {
+                            if told.insert(u.clone()) {
+                                app.hub.push(&u.key, &frame);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ephemeral::Typing { channel, user } if user.server == *origin => {
+            let Ok(ch) = perms::channel(app, &channel).await else {
+                return;
+            };
+            if app
+                .store
+                .member_joined_at(&ch.id, &user)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                return;
+            }
+            let frame = encode_event(&Event::Typing(TypingEvent {
+                channel: ch.id.clone(),
+                user: user.clone(),
+            }));
+            if let Ok(v) = perms::viewers(app, &ch).await {
+                for u in v.iter().filter(|u| app.is_local(u) && **u != user) {
+                    app.hub.push(&u.key, &frame);
+                }
+            }
+            // The host relays typing to the other member servers.
+            if ch.id.host == app.server_name {
+                crate::domain::relay_typing(app, &ch, &user, Some(origin)).await;
+            }
+        }
+        _ => {}
+    }
+}
+
+impl From<StoreError> for Outcome {
+    fn from(e: StoreError) -> Self {
+        Outcome::from(ErrorBody::from(e))
+    }
+}
