@@ -18,6 +18,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_mobium");
 
 /// Starts `mobium serve` and returns the child and its WebSocket URL (read from its banner).
 async fn spawn(data: &Path, db: Option<&str>) -> (Child, String) {
+    spawn_with(data, db, &[]).await
+}
+
+/// [`spawn`] with extra environment variables (which override the defaults here).
+pub(crate) async fn spawn_with(
+    data: &Path,
+    db: Option<&str>,
+    extra: &[(&str, String)],
+) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .env_clear()
@@ -33,6 +42,9 @@ async fn spawn(data: &Path, db: Option<&str>) -> (Child, String) {
         .kill_on_drop(true);
     if let Some(url) = db {
         cmd.env("SC_DATABASE_URL", url);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn mobium");
     let stdout = child.stdout.take().expect("stdout");

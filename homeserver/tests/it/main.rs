@@ -9,6 +9,7 @@ mod auth;
 mod channels;
 mod direct;
 mod durability;
+mod federation;
 mod http;
 mod keys;
 mod presence;
