@@ -107,12 +107,19 @@ async fn metrics(State(s): State<HttpState>) -> Response {
 struct WellKnown {
     server: String,
     server_key: String,
+    /// `host:port` of the federation endpoint (UDP), when federation is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federation: Option<String>,
 }
 
 async fn well_known(State(s): State<HttpState>) -> Json<WellKnown> {
     Json(WellKnown {
         server: s.app.server_name.to_string(),
         server_key: s.app.keypair.public().to_string(),
+        federation: s.app.federation().map(|l| {
+            let port = l.federation.local_addr().port();
+            format!("{}:{port}", s.app.server_name.host())
+        }),
     })
 }
 
