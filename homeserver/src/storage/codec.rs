@@ -12,7 +12,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
-use mobium_spec::{MessageId, Signature, UserId};
+use mobium_spec::{MessageId, ServerName, Signature, UserId};
 
 use super::{
     ChannelRow, DirectRow, HistoryQuery, InviteRow, InviteUse, MessageRow, OverrideRow,
@@ -241,12 +241,21 @@ pub(crate) fn override_row((kind, target, allow, deny): OverrideTuple) -> StoreR
     })
 }
 
-/// `(channel, id, sender, ciphertext, sent_at, edited_at, reply_to)`.
-pub(crate) type MessageTuple = (String, i64, String, Vec<u8>, i64, Option<i64>, Option<i64>);
+/// `(channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id)`.
+pub(crate) type MessageTuple = (
+    String,
+    i64,
+    String,
+    Vec<u8>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// A channel message.
 pub(crate) fn message(
-    (channel, id, sender, ciphertext, sent_at, edited_at, reply_to): MessageTuple,
+    (channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id): MessageTuple,
 ) -> StoreResult<MessageRow> {
     Ok(MessageRow {
         channel: parse("message channel", &channel)?,
@@ -256,8 +265,23 @@ pub(crate) fn message(
         sent_at: rust_u64(sent_at),
         edited_at: edited_at.map(rust_u64),
         reply_to: reply_to.map(message_id).transpose()?,
-        origin_id: None,
+        origin_id: origin_id.map(message_id).transpose()?,
     })
+}
+
+/// `(seq, event)`: one pending outbox event.
+pub(crate) type OutboxTuple = (i64, Vec<u8>);
+
+/// A pending outbox event as `(sequence number, event bytes)`.
+pub(crate) fn outbox_event((seq, event): OutboxTuple) -> (u64, Vec<u8>) {
+    (rust_u64(seq), event)
+}
+
+/// Outbox destinations, parsed.
+pub(crate) fn destinations(rows: Vec<String>) -> StoreResult<Vec<ServerName>> {
+    rows.iter()
+        .map(|d| parse("outbox destination", d))
+        .collect()
 }
 
 /// The bounds of a history page, as the backends query them.

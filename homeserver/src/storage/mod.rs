@@ -3,8 +3,9 @@
 //!
 //! Everything here does SQL and nothing else: permission checks, limits and event fan-out live in
 //! the domain layer (`crate::domain`). Operations that must be atomic under concurrency (claiming
-//! a one-time key, using an invite, enqueueing under a per-recipient cap) are single statements
-//! or single transactions inside the store, so the domain layer never races itself.
+//! a one-time key, using an invite, enqueueing under a per-recipient cap, committing a change to
+//! a hosted channel with the federation events announcing it) are single statements or single
+//! transactions inside the store, so the domain layer never races itself.
 //!
 //! Ids (`MessageId`, channel ids, role ids) are `u64` in Rust and `BIGINT`/`INTEGER` (signed
 //! 64-bit) in SQL; they are converted with a bit-preserving cast. Snowflakes stay below 2^63 until
@@ -243,7 +244,6 @@ pub enum HostedChange {
 }
 
 /// The storage interface. Both backends pass the same test suite (`storage::tests`).
-#[allow(unused_variables)] // TEMPORARY: default bodies of the federation methods, see below.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend (`sqlite` or `postgres`), for logs and metrics.
@@ -407,23 +407,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- federation: channels hosted elsewhere (replicas) ----
     /// Inserts or replaces the local copy of a channel hosted on another server (no membership
     /// change; `channel_create` is for channels hosted here).
-    async fn channel_put(&self, row: &ChannelRow) -> StoreResult<()> {
-        pending_federation_storage()
-    }
+    async fn channel_put(&self, row: &ChannelRow) -> StoreResult<()>;
     /// The last hosted-event `seq` applied for a replicated channel (0 if none).
-    async fn channel_last_seq(&self, channel: &ChannelId) -> StoreResult<u64> {
-        pending_federation_storage()
-    }
-    /// Records the last applied `seq`.
-    async fn channel_set_last_seq(&self, channel: &ChannelId, seq: u64) -> StoreResult<()> {
-        pending_federation_storage()
-    }
+    async fn channel_last_seq(&self, channel: &ChannelId) -> StoreResult<u64>;
+    /// Records the last applied `seq`. The channel must be stored (`channel_put`) first; for an
+    /// unknown channel this fails with a `Database` error (a foreign key).
+    async fn channel_set_last_seq(&self, channel: &ChannelId, seq: u64) -> StoreResult<()>;
 
     // ---- federation: outbox ----
     /// Appends events to the outbox, atomically, keeping their order per destination.
-    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
-        pending_federation_storage()
-    }
+    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()>;
     /// Applies `change` and appends `items`, in one transaction. Returns what the single
     /// operation would (`true` for `Nothing`, inserted/added/removed/found otherwise); on
     /// `false` (e.g. already a member, no such message) nothing is written, outbox included.
@@ -433,64 +426,39 @@ pub trait Store: Send + Sync + 'static {
         change: &HostedChange,
         items: &[OutboxItem],
         now: u64,
-    ) -> StoreResult<bool> {
-        pending_federation_storage()
-    }
+    ) -> StoreResult<bool>;
     /// The oldest pending events for `destination` as (outbox sequence number, event bytes),
     /// in push order, at most `limit`.
     async fn outbox_peek(
         &self,
         destination: &ServerName,
         limit: u32,
-    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        pending_federation_storage()
-    }
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>>;
     /// Deletes delivered events by sequence number; returns how many.
-    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {
-        pending_federation_storage()
-    }
+    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64>;
     /// Destinations with pending events (to restart delivery workers at start-up).
-    async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>> {
-        pending_federation_storage()
-    }
+    async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>>;
     /// Number of pending events for `destination`.
-    async fn outbox_len(&self, destination: &ServerName) -> StoreResult<u64> {
-        pending_federation_storage()
-    }
+    async fn outbox_len(&self, destination: &ServerName) -> StoreResult<u64>;
 
     // ---- federation: inbound idempotency ----
     /// Whether a transaction `(origin, txn_id)` was already processed.
-    async fn txn_seen(&self, origin: &ServerName, txn_id: u64) -> StoreResult<bool> {
-        pending_federation_storage()
-    }
+    async fn txn_seen(&self, origin: &ServerName, txn_id: u64) -> StoreResult<bool>;
     /// Records a processed transaction (idempotent).
-    async fn txn_record(&self, origin: &ServerName, txn_id: u64, now: u64) -> StoreResult<()> {
-        pending_federation_storage()
-    }
+    async fn txn_record(&self, origin: &ServerName, txn_id: u64, now: u64) -> StoreResult<()>;
     /// Forgets transactions recorded before `cutoff`; returns how many.
-    async fn txn_purge_before(&self, cutoff: u64) -> StoreResult<u64> {
-        pending_federation_storage()
-    }
+    async fn txn_purge_before(&self, cutoff: u64) -> StoreResult<u64>;
     /// Queues a to-device message that arrived from `origin`, where the sender's server called
     /// it `origin_id`; `false` (and nothing written) if that pair was queued before. Respects
-    /// the cap like `direct_enqueue` (`QueueFull`).
+    /// the cap like `direct_enqueue` (`QueueFull`). The pair is remembered after the message is
+    /// acknowledged, until it would have expired (`direct_purge_expired` forgets it then).
     async fn direct_enqueue_remote(
         &self,
         row: &DirectRow,
         origin: &ServerName,
         origin_id: MessageId,
         max_queued: u32,
-    ) -> StoreResult<bool> {
-        pending_federation_storage()
-    }
-}
-
-/// TEMPORARY (removed when the federation storage lands in both backends this session):
-/// lets the domain layer compile against the federation methods before their SQL exists.
-fn pending_federation_storage<T>() -> StoreResult<T> {
-    Err(StoreError::Corrupt(
-        "federation storage is not implemented yet".into(),
-    ))
+    ) -> StoreResult<bool>;
 }
 
 /// A shared store handle.

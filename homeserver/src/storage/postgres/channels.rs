@@ -4,9 +4,13 @@
 //! concurrent use of the same invite waits for the row lock and PostgreSQL then re-checks the
 //! condition against the committed row, so joins can never push an invite past `max_uses`;
 //! when the update touches no row, the invite is read back only to say why.
+//!
+//! Setting metadata, adding and removing a member are single statements over any executor (the
+//! pool, or a transaction's connection) so that `commit_hosted` (`federation.rs`) runs exactly
+//! this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, UserId};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::storage::codec::{self, ChannelTuple, InviteTuple, MemberTuple, sql_u64};
 use crate::storage::{ChannelRow, InviteRow, InviteUse, StoreResult};
@@ -42,14 +46,14 @@ pub(super) async fn channel_get(pool: &PgPool, id: &ChannelId) -> StoreResult<Op
 }
 
 pub(super) async fn channel_set_metadata(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     id: &ChannelId,
     metadata: &[u8],
 ) -> StoreResult<bool> {
     let done = sqlx::query("UPDATE channels SET metadata = $1 WHERE id = $2")
         .bind(metadata)
         .bind(id.to_string())
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -66,7 +70,7 @@ pub(super) async fn channels_of(pool: &PgPool, user: &UserId) -> StoreResult<Vec
 }
 
 pub(super) async fn member_add(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     channel: &ChannelId,
     user: &UserId,
     now: u64,
@@ -78,20 +82,20 @@ pub(super) async fn member_add(
     .bind(channel.to_string())
     .bind(user.to_string())
     .bind(sql_u64(now))
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub(super) async fn member_remove(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM channel_members WHERE channel = $1 AND user_id = $2")
         .bind(channel.to_string())
         .bind(user.to_string())
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

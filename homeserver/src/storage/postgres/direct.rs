@@ -4,10 +4,11 @@
 //! Under `READ COMMITTED` two concurrent `INSERT … WHERE count < cap` statements could both
 //! see room for one more row, so an enqueue first takes a transaction-scoped advisory lock on
 //! the recipient: enqueues to one recipient run one after the other, to different recipients
-//! in parallel.
+//! in parallel. Messages from other servers (`direct_enqueue_remote`) take the same lock and
+//! statement, inside a transaction that also records where they came from.
 
-use mobium_spec::{MessageId, UserId};
-use sqlx::PgPool;
+use mobium_spec::{MessageId, ServerName, UserId};
+use sqlx::{PgConnection, PgPool};
 
 use crate::storage::codec::{self, DirectTuple, sql_u64};
 use crate::storage::{DirectRow, StoreError, StoreResult};
@@ -17,11 +18,23 @@ pub(super) async fn direct_enqueue(
     row: &DirectRow,
     max_queued: u32,
 ) -> StoreResult<()> {
-    let recipient = row.recipient.to_string();
     let mut tx = pool.begin().await?;
+    insert_capped(&mut tx, row, max_queued).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queues `row` unless the recipient already has `max_queued` messages, holding the
+/// recipient's advisory lock until the caller's transaction ends.
+async fn insert_capped(
+    conn: &mut PgConnection,
+    row: &DirectRow,
+    max_queued: u32,
+) -> StoreResult<()> {
+    let recipient = row.recipient.to_string();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('mobium.direct_queue:' || $1, 0))")
         .bind(&recipient)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     let done = sqlx::query(
         "INSERT INTO direct_queue (recipient, id, sender, ciphertext, sent_at, expires_at) \
@@ -35,14 +48,41 @@ pub(super) async fn direct_enqueue(
     .bind(sql_u64(row.sent_at))
     .bind(sql_u64(row.expires_at))
     .bind(i64::from(max_queued))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(codec::conflict("to-device message id already queued"))?;
     if done.rows_affected() == 0 {
         return Err(StoreError::QueueFull);
     }
-    tx.commit().await?;
     Ok(())
+}
+
+pub(super) async fn direct_enqueue_remote(
+    pool: &PgPool,
+    row: &DirectRow,
+    origin: &ServerName,
+    origin_id: MessageId,
+    max_queued: u32,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    // A concurrent enqueue of the same pair waits here for this one to commit or roll back.
+    let recorded = sqlx::query(
+        "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (origin, origin_id) DO NOTHING",
+    )
+    .bind(origin.to_string())
+    .bind(sql_u64(origin_id.get()))
+    .bind(sql_u64(row.expires_at))
+    .execute(&mut *tx)
+    .await?;
+    if recorded.rows_affected() == 0 {
+        // Queued before: dropping the transaction rolls it back (it wrote nothing anyway).
+        return Ok(false);
+    }
+    // A full queue (or a clashing id) rolls the record back too, so a later retry can succeed.
+    insert_capped(&mut tx, row, max_queued).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn direct_pending(
@@ -82,6 +122,12 @@ pub(super) async fn direct_ack(
 
 pub(super) async fn direct_purge_expired(pool: &PgPool, now: u64) -> StoreResult<u64> {
     let done = sqlx::query("DELETE FROM direct_queue WHERE expires_at <= $1")
+        .bind(sql_u64(now))
+        .execute(pool)
+        .await?;
+    // Once a remote message would have expired, a resend of it is stale anyway: forget its
+    // origin too, so the dedupe table stays bounded.
+    sqlx::query("DELETE FROM direct_remote_origins WHERE expires_at <= $1")
         .bind(sql_u64(now))
         .execute(pool)
         .await?;

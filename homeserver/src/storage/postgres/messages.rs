@@ -2,17 +2,21 @@
 //!
 //! History pages by id over the `(channel, id)` primary key; see [`HistoryScan`] for how each
 //! combination of bounds is read.
+//!
+//! The writes are single statements over any executor (the pool, or a transaction's connection)
+//! so that `commit_hosted` (`federation.rs`) runs exactly this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, MessageId};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::storage::codec::{self, HistoryScan, MessageTuple, sql_u64};
 use crate::storage::{HistoryQuery, MessageRow, StoreResult};
 
-pub(super) async fn message_insert(pool: &PgPool, row: &MessageRow) -> StoreResult<()> {
+pub(super) async fn message_insert(db: impl PgExecutor<'_>, row: &MessageRow) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO messages (channel, id, sender, ciphertext, sent_at, edited_at, reply_to) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO messages \
+         (channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(row.channel.to_string())
     .bind(sql_u64(row.id.get()))
@@ -21,9 +25,12 @@ pub(super) async fn message_insert(pool: &PgPool, row: &MessageRow) -> StoreResu
     .bind(sql_u64(row.sent_at))
     .bind(row.edited_at.map(sql_u64))
     .bind(row.reply_to.map(|id| sql_u64(id.get())))
-    .execute(pool)
+    .bind(row.origin_id.map(|id| sql_u64(id.get())))
+    .execute(db)
     .await
-    .map_err(codec::conflict("message id already exists in this channel"))?;
+    .map_err(codec::conflict(
+        "message already exists in this channel (same id, or same sender and origin id)",
+    ))?;
     Ok(())
 }
 
@@ -33,8 +40,8 @@ pub(super) async fn message_get(
     id: MessageId,
 ) -> StoreResult<Option<MessageRow>> {
     let row: Option<MessageTuple> = sqlx::query_as(
-        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to FROM messages \
-         WHERE channel = $1 AND id = $2",
+        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id \
+         FROM messages WHERE channel = $1 AND id = $2",
     )
     .bind(channel.to_string())
     .bind(sql_u64(id.get()))
@@ -44,7 +51,7 @@ pub(super) async fn message_get(
 }
 
 pub(super) async fn message_edit(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     channel: &ChannelId,
     id: MessageId,
     ciphertext: &[u8],
@@ -57,20 +64,20 @@ pub(super) async fn message_edit(
     .bind(sql_u64(edited_at))
     .bind(channel.to_string())
     .bind(sql_u64(id.get()))
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub(super) async fn message_delete(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     channel: &ChannelId,
     id: MessageId,
 ) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM messages WHERE channel = $1 AND id = $2")
         .bind(channel.to_string())
         .bind(sql_u64(id.get()))
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -79,8 +86,8 @@ pub(super) async fn message_delete(
 /// the bounds, in the order the scan binds them.
 macro_rules! select_page {
     () => {
-        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to FROM messages \
-         WHERE channel = $1"
+        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id \
+         FROM messages WHERE channel = $1"
     };
 }
 

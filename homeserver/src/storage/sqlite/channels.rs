@@ -3,9 +3,13 @@
 //! Using an invite is one conditional `UPDATE` (not revoked, not expired, under its limit), so
 //! concurrent joins can never push an invite past `max_uses`; when it touches no row, the
 //! invite is read back only to say why.
+//!
+//! Setting metadata, adding and removing a member are single statements over any executor (the
+//! pool, or a transaction's connection) so that `commit_hosted` (`federation.rs`) runs exactly
+//! this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, UserId};
-use sqlx::SqlitePool;
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::storage::codec::{self, ChannelTuple, InviteTuple, MemberTuple, sql_u64};
 use crate::storage::{ChannelRow, InviteRow, InviteUse, StoreResult};
@@ -44,14 +48,14 @@ pub(super) async fn channel_get(
 }
 
 pub(super) async fn channel_set_metadata(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     id: &ChannelId,
     metadata: &[u8],
 ) -> StoreResult<bool> {
     let done = sqlx::query("UPDATE channels SET metadata = ? WHERE id = ?")
         .bind(metadata)
         .bind(id.to_string())
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -68,7 +72,7 @@ pub(super) async fn channels_of(pool: &SqlitePool, user: &UserId) -> StoreResult
 }
 
 pub(super) async fn member_add(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     channel: &ChannelId,
     user: &UserId,
     now: u64,
@@ -80,20 +84,20 @@ pub(super) async fn member_add(
     .bind(channel.to_string())
     .bind(user.to_string())
     .bind(sql_u64(now))
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub(super) async fn member_remove(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM channel_members WHERE channel = ? AND user_id = ?")
         .bind(channel.to_string())
         .bind(user.to_string())
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

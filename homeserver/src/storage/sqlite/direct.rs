@@ -3,16 +3,27 @@
 //!
 //! The per-recipient cap is enforced inside the `INSERT` itself (`INSERT … SELECT … WHERE
 //! count < cap`): the count and the insert run as one write statement, so concurrent senders
-//! cannot push a queue past its cap.
+//! cannot push a queue past its cap. Messages from other servers (`direct_enqueue_remote`) go
+//! through the same statement, inside a transaction that also records where they came from.
 
-use mobium_spec::{MessageId, UserId};
-use sqlx::SqlitePool;
+use mobium_spec::{MessageId, ServerName, UserId};
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::storage::codec::{self, DirectTuple, sql_u64};
 use crate::storage::{DirectRow, StoreError, StoreResult};
 
 pub(super) async fn direct_enqueue(
     pool: &SqlitePool,
+    row: &DirectRow,
+    max_queued: u32,
+) -> StoreResult<()> {
+    insert_capped(pool, row, max_queued).await
+}
+
+/// Queues `row` unless the recipient already has `max_queued` messages: the count and the
+/// insert are one statement.
+async fn insert_capped(
+    db: impl SqliteExecutor<'_>,
     row: &DirectRow,
     max_queued: u32,
 ) -> StoreResult<()> {
@@ -29,13 +40,40 @@ pub(super) async fn direct_enqueue(
     .bind(sql_u64(row.sent_at))
     .bind(sql_u64(row.expires_at))
     .bind(i64::from(max_queued))
-    .execute(pool)
+    .execute(db)
     .await
     .map_err(codec::conflict("to-device message id already queued"))?;
     if done.rows_affected() == 0 {
         return Err(StoreError::QueueFull);
     }
     Ok(())
+}
+
+pub(super) async fn direct_enqueue_remote(
+    pool: &SqlitePool,
+    row: &DirectRow,
+    origin: &ServerName,
+    origin_id: MessageId,
+    max_queued: u32,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let recorded = sqlx::query(
+        "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES (?, ?, ?) \
+         ON CONFLICT (origin, origin_id) DO NOTHING",
+    )
+    .bind(origin.to_string())
+    .bind(sql_u64(origin_id.get()))
+    .bind(sql_u64(row.expires_at))
+    .execute(&mut *tx)
+    .await?;
+    if recorded.rows_affected() == 0 {
+        // Queued before: dropping the transaction rolls it back (it wrote nothing anyway).
+        return Ok(false);
+    }
+    // A full queue (or a clashing id) rolls the record back too, so a later retry can succeed.
+    insert_capped(&mut *tx, row, max_queued).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub(super) async fn direct_pending(
@@ -83,6 +121,12 @@ pub(super) async fn direct_ack(
 
 pub(super) async fn direct_purge_expired(pool: &SqlitePool, now: u64) -> StoreResult<u64> {
     let done = sqlx::query("DELETE FROM direct_queue WHERE expires_at <= ?")
+        .bind(sql_u64(now))
+        .execute(pool)
+        .await?;
+    // Once a remote message would have expired, a resend of it is stale anyway: forget its
+    // origin too, so the dedupe table stays bounded.
+    sqlx::query("DELETE FROM direct_remote_origins WHERE expires_at <= ?")
         .bind(sql_u64(now))
         .execute(pool)
         .await?;

@@ -2,17 +2,24 @@
 //!
 //! History pages by id over the `(channel, id)` primary key; see [`HistoryScan`] for how each
 //! combination of bounds is read.
+//!
+//! The writes are single statements over any executor (the pool, or a transaction's connection)
+//! so that `commit_hosted` (`federation.rs`) runs exactly this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, MessageId};
-use sqlx::SqlitePool;
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::storage::codec::{self, HistoryScan, MessageTuple, sql_u64};
 use crate::storage::{HistoryQuery, MessageRow, StoreResult};
 
-pub(super) async fn message_insert(pool: &SqlitePool, row: &MessageRow) -> StoreResult<()> {
+pub(super) async fn message_insert(
+    db: impl SqliteExecutor<'_>,
+    row: &MessageRow,
+) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO messages (channel, id, sender, ciphertext, sent_at, edited_at, reply_to) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages \
+         (channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(row.channel.to_string())
     .bind(sql_u64(row.id.get()))
@@ -21,9 +28,12 @@ pub(super) async fn message_insert(pool: &SqlitePool, row: &MessageRow) -> Store
     .bind(sql_u64(row.sent_at))
     .bind(row.edited_at.map(sql_u64))
     .bind(row.reply_to.map(|id| sql_u64(id.get())))
-    .execute(pool)
+    .bind(row.origin_id.map(|id| sql_u64(id.get())))
+    .execute(db)
     .await
-    .map_err(codec::conflict("message id already exists in this channel"))?;
+    .map_err(codec::conflict(
+        "message already exists in this channel (same id, or same sender and origin id)",
+    ))?;
     Ok(())
 }
 
@@ -33,8 +43,8 @@ pub(super) async fn message_get(
     id: MessageId,
 ) -> StoreResult<Option<MessageRow>> {
     let row: Option<MessageTuple> = sqlx::query_as(
-        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to FROM messages \
-         WHERE channel = ? AND id = ?",
+        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id \
+         FROM messages WHERE channel = ? AND id = ?",
     )
     .bind(channel.to_string())
     .bind(sql_u64(id.get()))
@@ -44,7 +54,7 @@ pub(super) async fn message_get(
 }
 
 pub(super) async fn message_edit(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     channel: &ChannelId,
     id: MessageId,
     ciphertext: &[u8],
@@ -57,20 +67,20 @@ pub(super) async fn message_edit(
     .bind(sql_u64(edited_at))
     .bind(channel.to_string())
     .bind(sql_u64(id.get()))
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub(super) async fn message_delete(
-    pool: &SqlitePool,
+    db: impl SqliteExecutor<'_>,
     channel: &ChannelId,
     id: MessageId,
 ) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM messages WHERE channel = ? AND id = ?")
         .bind(channel.to_string())
         .bind(sql_u64(id.get()))
-        .execute(pool)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -79,8 +89,8 @@ pub(super) async fn message_delete(
 /// the bounds, in the order the scan binds them.
 macro_rules! select_page {
     () => {
-        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to FROM messages \
-         WHERE channel = ?1"
+        "SELECT channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id \
+         FROM messages WHERE channel = ?1"
     };
 }
 

@@ -11,6 +11,7 @@
 
 mod channels;
 mod direct;
+mod federation;
 mod messages;
 mod roles;
 mod users;
@@ -19,15 +20,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
-use mobium_spec::{ChannelId, MessageId, PublicKey, UserId};
+use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::{
-    ChannelRow, ClaimedKeys, DirectRow, HistoryQuery, InviteRow, InviteUse, MessageRow,
-    OverrideRow, OverrideTargetRow, RoleRow, Store, StoreError, StoreResult,
+    ChannelRow, ClaimedKeys, DirectRow, HistoryQuery, HostedChange, InviteRow, InviteUse,
+    MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store, StoreError,
+    StoreResult,
 };
 
 /// The SQLite migrations, embedded at compile time.
@@ -343,5 +345,78 @@ impl Store for SqliteStore {
 
     async fn messages_purge_before(&self, cutoff: u64) -> StoreResult<u64> {
         messages::messages_purge_before(&self.pool, cutoff).await
+    }
+
+    // ---- federation: channels hosted elsewhere (replicas) ----
+
+    async fn channel_put(&self, row: &ChannelRow) -> StoreResult<()> {
+        federation::channel_put(&self.pool, row).await
+    }
+
+    async fn channel_last_seq(&self, channel: &ChannelId) -> StoreResult<u64> {
+        federation::channel_last_seq(&self.pool, channel).await
+    }
+
+    async fn channel_set_last_seq(&self, channel: &ChannelId, seq: u64) -> StoreResult<()> {
+        federation::channel_set_last_seq(&self.pool, channel, seq).await
+    }
+
+    // ---- federation: outbox ----
+
+    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
+        federation::outbox_push(&self.pool, items, now).await
+    }
+
+    async fn commit_hosted(
+        &self,
+        change: &HostedChange,
+        items: &[OutboxItem],
+        now: u64,
+    ) -> StoreResult<bool> {
+        federation::commit_hosted(&self.pool, change, items, now).await
+    }
+
+    async fn outbox_peek(
+        &self,
+        destination: &ServerName,
+        limit: u32,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        federation::outbox_peek(&self.pool, destination, limit).await
+    }
+
+    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {
+        federation::outbox_remove(&self.pool, destination, seqs).await
+    }
+
+    async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>> {
+        federation::outbox_destinations(&self.pool).await
+    }
+
+    async fn outbox_len(&self, destination: &ServerName) -> StoreResult<u64> {
+        federation::outbox_len(&self.pool, destination).await
+    }
+
+    // ---- federation: inbound idempotency ----
+
+    async fn txn_seen(&self, origin: &ServerName, txn_id: u64) -> StoreResult<bool> {
+        federation::txn_seen(&self.pool, origin, txn_id).await
+    }
+
+    async fn txn_record(&self, origin: &ServerName, txn_id: u64, now: u64) -> StoreResult<()> {
+        federation::txn_record(&self.pool, origin, txn_id, now).await
+    }
+
+    async fn txn_purge_before(&self, cutoff: u64) -> StoreResult<u64> {
+        federation::txn_purge_before(&self.pool, cutoff).await
+    }
+
+    async fn direct_enqueue_remote(
+        &self,
+        row: &DirectRow,
+        origin: &ServerName,
+        origin_id: MessageId,
+        max_queued: u32,
+    ) -> StoreResult<bool> {
+        direct::direct_enqueue_remote(&self.pool, row, origin, origin_id, max_queued).await
     }
 }

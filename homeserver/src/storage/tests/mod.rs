@@ -26,10 +26,12 @@ use super::*;
 
 mod accounts;
 mod channels;
+mod federation;
 mod messages;
 
 use accounts::*;
 use channels::*;
+use federation::*;
 use messages::*;
 
 /// The variable naming the PostgreSQL database to test against.
@@ -190,6 +192,15 @@ suite!(
     messages_crud_and_retention,
     history_pages_in_all_four_modes,
     data_survives_close_and_reopen,
+    outbox_keeps_order_per_destination,
+    outbox_order_holds_under_concurrent_appends,
+    commit_hosted_writes_change_and_outbox_together,
+    origin_ids_round_trip_and_deduplicate,
+    channel_put_upserts_without_membership,
+    inbound_transactions_seen_recorded_purged,
+    direct_enqueue_remote_dedupes_and_respects_cap,
+    remote_dedupe_holds_under_concurrency,
+    migrations_upgrade_a_version_1_database,
 );
 
 // ---- fixtures ----
