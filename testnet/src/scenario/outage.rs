@@ -1,0 +1,200 @@
+//! Scenario `outage`: servers killed mid-conversation and restarted lose nothing and duplicate
+//! nothing.
+//!
+//! alice (node1) talks to bob (node2) by DM and in a channel hosted by node1.
+//!
+//! 1. A first exchange arrives normally.
+//! 2. node2, the recipient's server, is killed with SIGKILL. alice goes on writing: node1
+//!    accepts every message (they wait in its outbox). node2 is restarted with the same data,
+//!    ports and key; bob reconnects; everything sent meanwhile arrives.
+//! 3. alice sends a burst and node1, the sender's server, is killed with SIGKILL right after
+//!    the last message was acknowledged to her, then restarted. What it acknowledged was in
+//!    its database, so it is delivered after the restart.
+//!
+//! At the end bob must have every DM and every channel message exactly once, in sending order.
+
+use std::time::Duration;
+
+use mobium_spec::ChannelId;
+
+use super::user::{END_TO_END, User};
+use super::{Report, Stop};
+use crate::network::Network;
+
+/// How long to wait for the next message, covering the outbox's retry backoff (at most 60 s).
+const NEXT: Duration = Duration::from_secs(90);
+
+/// Runs the scenario.
+pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
+    let info = net.info().clone();
+    let (n1, n2) = (info.nodes[0].clone(), info.nodes[1].clone());
+    let alice = r.quietly(
+        "alice registers on node1",
+        User::connect(&n1, "alice").await,
+    )?;
+    let mut bob = r.quietly("bob registers on node2", User::connect(&n2, "bob").await)?;
+    r.check(
+        "messages are end-to-end encrypted",
+        END_TO_END,
+        if END_TO_END {
+            ""
+        } else {
+            "this build's SDK has no E2EE yet: text travels unencrypted"
+        },
+    );
+    let channel = r.quietly(
+        "alice creates a channel on node1",
+        alice.create_channel().await,
+    )?;
+    let code = r.quietly("invite", alice.invite(&channel).await)?;
+    r.quietly("bob joins from node2", bob.join(&code).await)?;
+
+    let mut sent = Sent::default();
+    let bob_id = bob.id().clone();
+    sent.send(&alice, &bob_id, &channel, 10, r).await?;
+    let early = receive(&mut bob, &channel, 10, 10).await;
+    r.require(
+        "the conversation is under way (10 DMs, 10 posts arrived)",
+        early.is_ok(),
+        err_text(&early),
+    )?;
+
+    r.step(
+        "node2 (bob's server) is killed with SIGKILL",
+        net.kill("node2").await,
+    )?;
+    sent.send(&alice, &bob_id, &channel, 20, r).await?;
+    r.check(
+        "node1 accepts 20 DMs and 20 posts for bob while node2 is down",
+        true,
+        "",
+    );
+    r.step(
+        "node2 restarts with the same data, ports and key",
+        net.restart("node2").await,
+    )?;
+    r.step("bob reconnects to node2", bob.reconnect(&n2).await)?;
+    sent.send(&alice, &bob_id, &channel, 5, r).await?;
+    let (got_dms, got_posts) = match receive(&mut bob, &channel, 25, 25).await {
+        Ok(v) => v,
+        Err(e) => (e.clone(), Vec::new()),
+    };
+    let tail_dms = &sent.dms[10..];
+    let tail_posts = &sent.posts[10..];
+    r.check(
+        "every DM sent around node2's outage arrives once, in order",
+        got_dms == tail_dms,
+        format!("{} of {}", got_dms.len(), tail_dms.len()),
+    );
+    r.check(
+        "every channel post sent around node2's outage arrives once, in order",
+        got_posts == tail_posts,
+        format!("{} of {}", got_posts.len(), tail_posts.len()),
+    );
+
+    let before = sent.dms.len();
+    sent.send(&alice, &bob_id, &channel, 20, r).await?;
+    r.step(
+        "node1 (alice's server) is killed right after acknowledging 20 more",
+        net.kill("node1").await,
+    )?;
+    r.step("node1 restarts", net.restart("node1").await)?;
+    let got = receive(&mut bob, &channel, 20, 20).await;
+    let (got_dms, got_posts) = got.clone().unwrap_or_default();
+    r.check(
+        "every DM node1 acknowledged before dying arrives once, in order",
+        got_dms == sent.dms[before..],
+        format!("{} of 20", got_dms.len()),
+    );
+    r.check(
+        "every post node1 acknowledged before dying arrives once, in order",
+        got_posts == sent.posts[before..],
+        format!("{} of 20{}", got_posts.len(), err_suffix(&got)),
+    );
+    let dup_dm = r.quietly("receive", bob.next_dm(Duration::from_secs(2)).await)?;
+    let dup_post = r.quietly(
+        "receive",
+        bob.next_message(&channel, Duration::from_millis(500)).await,
+    )?;
+    r.check(
+        "nothing arrives twice",
+        dup_dm.is_none() && dup_post.is_none(),
+        match (&dup_dm, &dup_post) {
+            (Some((_, t)), _) => format!("an extra DM {t:?}"),
+            (_, Some(m)) => format!("an extra post {:?}", m.text),
+            _ => String::new(),
+        },
+    );
+    alice.close();
+    bob.close();
+    Ok(())
+}
+
+/// What alice sent, in order.
+#[derive(Default)]
+struct Sent {
+    dms: Vec<String>,
+    posts: Vec<String>,
+}
+
+impl Sent {
+    /// alice sends `count` DMs to bob and as many posts to the channel, alternating.
+    async fn send(
+        &mut self,
+        alice: &User,
+        bob: &mobium_spec::UserId,
+        channel: &ChannelId,
+        count: usize,
+        r: &mut Report,
+    ) -> Result<(), Stop> {
+        for _ in 0..count {
+            let n = self.dms.len();
+            let dm = format!("dm {n:03}");
+            let post = format!("post {n:03}");
+            r.quietly("alice sends a DM", alice.send_dm(bob, &dm).await)?;
+            r.quietly("alice posts", alice.send_text(channel, &post).await)?;
+            self.dms.push(dm);
+            self.posts.push(post);
+        }
+        Ok(())
+    }
+}
+
+/// Receives `dms` DMs and `posts` channel messages (in any interleaving); on a timeout, the
+/// error carries what had arrived (DMs).
+async fn receive(
+    bob: &mut User,
+    channel: &ChannelId,
+    dms: usize,
+    posts: usize,
+) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+    let mut got_dms = Vec::new();
+    while got_dms.len() < dms {
+        match bob.next_dm(NEXT).await {
+            Ok(Some((_, t))) => got_dms.push(t),
+            _ => return Err(got_dms),
+        }
+    }
+    let mut got_posts = Vec::new();
+    while got_posts.len() < posts {
+        match bob.next_message(channel, NEXT).await {
+            Ok(Some(m)) => got_posts.push(m.text),
+            _ => break,
+        }
+    }
+    Ok((got_dms, got_posts))
+}
+
+fn err_text(r: &Result<(Vec<String>, Vec<String>), Vec<String>>) -> String {
+    match r {
+        Ok(_) => String::new(),
+        Err(got) => format!("only {} DMs arrived", got.len()),
+    }
+}
+
+fn err_suffix(r: &Result<(Vec<String>, Vec<String>), Vec<String>>) -> String {
+    match r {
+        Ok(_) => String::new(),
+        Err(got) => format!("; DMs stopped after {}", got.len()),
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the testnet: real networks started through the library.
