@@ -1,184 +1,60 @@
-//! `mobium-federation`: the homeserver ↔ homeserver protocol (spec `federation.md`).
+//! `mobium-federation`: the homeserver ↔ homeserver transport (spec `federation.md`).
 //!
-//! TEMPORARY API SKELETON: the real QUIC transport is being built on another branch and
-//! replaces this file when it lands (this session). It exists so the homeserver's federation
-//! logic can compile against the agreed API meanwhile; every network call fails cleanly.
+//! A [`Federation`] is one QUIC endpoint (quinn, ALPN `mobium-fed/1`) that both dials other
+//! homeservers and accepts their connections. Everything a homeserver needs from the network side
+//! of federation lives here, and nothing of its domain logic:
+//!
+//! - **Transport and identity** (`tls.rs`): each side presents a self-signed
+//!   certificate whose key *is* its Ed25519 server key; the dialler accepts the peer only if that
+//!   key is the one discovery returned for the name it dialled, and the acceptor checks every
+//!   request's `origin` against the key of the client certificate. No web PKI.
+//! - **Framing**: one bidirectional stream per request, a 4-byte big-endian length and a
+//!   MessagePack [`SignedEnvelope`](mobium_spec::SignedEnvelope) each way.
+//! - **Validation** of incoming requests in the spec's order (size, decode, destination, origin
+//!   key, signature, timestamp, replay), each refusal answered with a signed error.
+//! - **Discovery** of a server name: static peers, then DNS (SRV + TXT), then `/.well-known/mobium`,
+//!   with a positive and a negative cache.
+//!
+//! The homeserver implements [`FederationHandler`] (one method per kind of request, called only with
+//! verified requests) and sends with [`Federation::send_transaction`] and [`Federation::query`].
+//! Durable delivery (the outbox and its retries) is the homeserver's: this crate makes one attempt
+//! per call (with one transparent reconnect when a pooled connection turns out to be dead).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+mod config;
+mod discovery;
+mod error;
+mod frame;
+mod handler;
+mod inbound;
+mod node;
+mod outbound;
+mod pool;
+mod replay;
+mod stats;
+mod tls;
+mod wellknown;
 
-use mobium_spec::client::ErrorBody;
-use mobium_spec::federation::{Ack, Query, QueryResult, Transaction};
-use mobium_spec::{ErrorCode, Keypair, PublicKey, ServerName};
+pub use config::{
+    DEFAULT_NEGATIVE_TTL, DEFAULT_REQUEST_TIMEOUT, DiscoveryConfig, FedConfig, StaticPeer,
+    WellKnownMode,
+};
+pub use discovery::PeerInfo;
+pub use error::FedError;
+pub use handler::FederationHandler;
+pub use node::Federation;
+pub use stats::FedStats;
 
-/// Settings of a federation endpoint.
-pub struct FedConfig {
-    /// This server's name.
-    pub server_name: ServerName,
-    /// This server's signing key (also its TLS identity).
-    pub keypair: Keypair,
-    /// UDP address to bind.
-    pub bind: SocketAddr,
-    /// How peers are found.
-    pub discovery: DiscoveryConfig,
-    /// Largest frame accepted.
-    pub max_frame: usize,
-    /// Accepted clock skew.
-    pub timestamp_window: Duration,
-    /// Per-request timeout.
-    pub request_timeout: Duration,
-}
+/// The wire types this crate moves, re-exported for convenience.
+pub use mobium_spec::federation::{
+    ALPN, Ack, FedBody, FedRequest, FedResponse, FedResponseBody, MAX_FRAME_BYTES, Query,
+    QueryResult, TIMESTAMP_WINDOW_MS, Transaction,
+};
 
-/// How `/.well-known/mobium` is fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WellKnownMode {
-    /// Over HTTPS.
-    #[default]
-    Https,
-    /// Over plain HTTP (tests and testnets only).
-    Http,
-    /// Not at all.
-    Off,
-}
-
-/// Discovery settings.
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveryConfig {
-    /// DNS servers; empty = the system's.
-    pub nameservers: Vec<SocketAddr>,
-    /// Known peers.
-    pub static_peers: Vec<StaticPeer>,
-    /// Well-known lookups.
-    pub well_known: WellKnownMode,
-    /// How long failures are cached.
-    pub negative_ttl: Duration,
-}
-
-/// A peer known from configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticPeer {
-    /// Its name.
-    pub name: ServerName,
-    /// Its federation address.
-    pub addr: SocketAddr,
-    /// Its server key.
-    pub key: PublicKey,
-}
-
-/// Where a peer is and which key it must present.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
-    /// Federation address.
-    pub addr: SocketAddr,
-    /// Server key.
-    pub key: PublicKey,
-}
-
-/// What the homeserver does with verified requests.
-#[async_trait::async_trait]
-pub trait FederationHandler: Send + Sync + 'static {
-    /// A verified transaction.
-    async fn transaction(
-        &self,
-        origin: &ServerName,
-        txn_id: u64,
-        txn: Transaction,
-    ) -> Result<Ack, ErrorBody>;
-    /// A verified query.
-    async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody>;
-    /// A peer connected.
-    fn peer_connected(&self, peer: &ServerName) {
-        let _ = peer;
-    }
-    /// A request was refused before reaching the handler.
-    fn rejected(&self, code: ErrorCode) {
-        let _ = code;
-    }
-}
-
-/// Federation failures.
-#[derive(Debug, thiserror::Error)]
-pub enum FedError {
-    /// The name could not be resolved.
-    #[error("discovery: {0}")]
-    Discovery(String),
-    /// The peer could not be reached.
-    #[error("unreachable: {0}")]
-    Unreachable(String),
-    /// No answer in time.
-    #[error("timed out")]
-    Timeout,
-    /// The peer refused the request.
-    #[error("rejected: {}", .0.code)]
-    Rejected(ErrorBody),
-    /// The peer spoke nonsense.
-    #[error("protocol: {0}")]
-    Protocol(String),
-}
-
-/// A federation endpoint.
-#[derive(Clone)]
-pub struct Federation {
-    name: ServerName,
-    addr: SocketAddr,
-    _handler: Arc<dyn FederationHandler>,
-}
-
-impl Federation {
-    /// Starts the endpoint.
-    pub async fn start(
-        config: FedConfig,
-        handler: Arc<dyn FederationHandler>,
-    ) -> Result<Federation, FedError> {
-        Ok(Federation {
-            name: config.server_name,
-            addr: config.bind,
-            _handler: handler,
-        })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// This server's name.
-    pub fn server_name(&self) -> &ServerName {
-        &self.name
-    }
-
-    /// Sends a transaction.
-    pub async fn send_transaction(
-        &self,
-        destination: &ServerName,
-        txn: Transaction,
-    ) -> Result<Ack, FedError> {
-        let _ = txn;
-        Err(FedError::Unreachable(format!(
-            "{destination}: transport not built yet"
-        )))
-    }
-
-    /// Sends a query.
-    pub async fn query(
-        &self,
-        destination: &ServerName,
-        query: Query,
-    ) -> Result<QueryResult, FedError> {
-        let _ = query;
-        Err(FedError::Unreachable(format!(
-            "{destination}: transport not built yet"
-        )))
-    }
-
-    /// Resolves a name.
-    pub async fn resolve(&self, name: &ServerName) -> Result<PeerInfo, FedError> {
-        Err(FedError::Discovery(format!(
-            "{name}: transport not built yet"
-        )))
-    }
-
-    /// Closes the endpoint.
-    pub async fn shutdown(&self) {}
+/// The current Unix time in milliseconds (0 if the clock is before 1970, which only a broken
+/// clock reports; such a node's frames are then refused as stale by its peers).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -1,0 +1,293 @@
+//! The requesting side: sign, dial (or reuse), send one frame, read and verify the answer.
+//!
+//! One request is one bidirectional stream on the pooled connection to the destination. The
+//! request frame is written and the stream finished; the answer is read right away. Nothing on
+//! this path waits for QUIC to acknowledge the finish (`stopped()`): with the peer's delayed ACKs
+//! that would add up to 25 ms per request, while reading the answer already proves delivery.
+//!
+//! A pooled connection can be dead without our knowing it yet (the peer restarted; its stateless
+//! reset or close arrives with our next packet). When a request fails because its connection
+//! closed, it is sent once more on a fresh connection. That is safe: the same signed envelope
+//! (same `txn_id`) is resent, and the peer's replay cache answers a copy it already handled without
+//! applying it twice.
+//!
+//! The answer is checked as the spec requires (`federation.md` §Responses): signed by the
+//! destination's key, `origin` the destination, `destination` us, `txn_id` ours (or 0 on an error
+//! answer to a frame the peer could not read).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mobium_spec::federation::{FedBody, FedRequest, FedResponse, FedResponseBody};
+use mobium_spec::{Domain, ServerName, SignedEnvelope};
+use quinn::VarInt;
+use quinn::crypto::rustls::QuicClientConfig;
+
+use crate::discovery::PeerInfo;
+use crate::error::FedError;
+use crate::frame::{self, PREFIX_LEN, ReadError};
+use crate::node::Inner;
+use crate::now_ms;
+use crate::pool::Pooled;
+use crate::stats::Counters;
+
+/// A cached discovery answer younger than this is not re-fetched when the peer presents another
+/// key (it was just fetched: asking again would only hammer the sources).
+pub(crate) const REDISCOVER_AFTER: Duration = Duration::from_secs(10);
+
+/// How one exchange on a stream failed.
+enum StreamFailure {
+    /// The connection is closed: worth one retry on a fresh connection.
+    ConnectionClosed(String),
+    /// The stream or the answer was bad: final.
+    Final(FedError),
+}
+
+impl Inner {
+    /// Signs and sends a request, returns the verified answer's body (`error` answers become
+    /// [`FedError::Rejected`]).
+    pub(crate) async fn send_request(
+        &self,
+        destination: &ServerName,
+        txn_id: u64,
+        body: FedBody,
+    ) -> Result<FedResponseBody, FedError> {
+        Counters::inc(&self.counters.requests_sent);
+        let result = self.send_request_inner(destination, txn_id, body).await;
+        if matches!(&result, Err(e) if !matches!(e, FedError::Rejected(_))) {
+            Counters::inc(&self.counters.requests_failed);
+        }
+        result
+    }
+
+    async fn send_request_inner(
+        &self,
+        destination: &ServerName,
+        txn_id: u64,
+        body: FedBody,
+    ) -> Result<FedResponseBody, FedError> {
+        let request = FedRequest {
+            origin: self.name.clone(),
+            destination: destination.clone(),
+            txn_id,
+            ts: now_ms(),
+            body,
+        };
+        let envelope = SignedEnvelope::sign(Domain::FederationFrame, &request, &self.keypair);
+        let frame = frame::encode(&envelope);
+        if frame.len() - PREFIX_LEN > self.max_frame {
+            return Err(FedError::Protocol(format!(
+                "request of {} bytes exceeds the frame limit of {}",
+                frame.len() - PREFIX_LEN,
+                self.max_frame
+            )));
+        }
+        let (answer, peer) = self.exchange(destination, &frame).await?;
+        let response: FedResponse = answer
+            .verify(Domain::FederationFrame, &peer.key)
+            .map_err(|e| FedError::Protocol(format!("answer: {e}")))?;
+        if response.origin != *destination {
+            return Err(FedError::Protocol(format!(
+                "answer from {} instead of {destination}",
+                response.origin
+            )));
+        }
+        if response.destination != self.name {
+            return Err(FedError::Protocol(format!(
+                "answer addressed to {}",
+                response.destination
+            )));
+        }
+        let unreadable_refusal =
+            response.txn_id == 0 && matches!(response.body, FedResponseBody::Error(_));
+        if response.txn_id != txn_id && !unreadable_refusal {
+            return Err(FedError::Protocol(format!(
+                "answer for txn_id {} instead of {txn_id}",
+                response.txn_id
+            )));
+        }
+        match response.body {
+            FedResponseBody::Error(error) => Err(FedError::Rejected(error)),
+            body => Ok(body),
+        }
+    }
+
+    /// Sends a prepared envelope; see [`Federation::send_envelope`](crate::Federation::send_envelope).
+    pub(crate) async fn send_envelope(
+        &self,
+        destination: &ServerName,
+        envelope: &SignedEnvelope,
+    ) -> Result<FedResponse, FedError> {
+        let (answer, peer) = self.exchange(destination, &frame::encode(envelope)).await?;
+        let response: FedResponse = answer
+            .verify(Domain::FederationFrame, &peer.key)
+            .map_err(|e| FedError::Protocol(format!("answer: {e}")))?;
+        if response.origin != *destination {
+            return Err(FedError::Protocol(format!(
+                "answer from {} instead of {destination}",
+                response.origin
+            )));
+        }
+        Ok(response)
+    }
+
+    /// Discovery, connection and one stream exchange, all within the request timeout. Returns
+    /// the (unverified) answer envelope and the peer it came from.
+    async fn exchange(
+        &self,
+        destination: &ServerName,
+        frame: &[u8],
+    ) -> Result<(SignedEnvelope, PeerInfo), FedError> {
+        tokio::time::timeout(
+            self.request_timeout,
+            self.exchange_inner(destination, frame),
+        )
+        .await
+        .unwrap_or(Err(FedError::Timeout))
+    }
+
+    async fn exchange_inner(
+        &self,
+        destination: &ServerName,
+        frame: &[u8],
+    ) -> Result<(SignedEnvelope, PeerInfo), FedError> {
+        let mut peer = self.discovery.resolve(destination).await?;
+        let mut retried = false;
+        loop {
+            let pooled = self
+                .pool
+                .get_or_dial(destination, &peer, || self.dial(destination, peer))
+                .await?;
+            peer = pooled.peer;
+            match self.round_trip(&pooled.conn, frame).await {
+                Ok(answer) => return Ok((answer, peer)),
+                Err(StreamFailure::ConnectionClosed(reason)) if !retried => {
+                    tracing::debug!(peer = %destination, %reason, "pooled connection closed, reconnecting");
+                    self.pool.invalidate(destination, &pooled.conn);
+                    retried = true;
+                }
+                Err(StreamFailure::ConnectionClosed(reason)) => {
+                    self.pool.invalidate(destination, &pooled.conn);
+                    return Err(FedError::Unreachable(reason));
+                }
+                Err(StreamFailure::Final(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Dials `destination` at `peer`. If the handshake fails because the peer presented another
+    /// key than the (cached) one, discovery is asked once more and, if it now gives that other
+    /// answer, dialled again (key rotation, spec §Discovery caching).
+    async fn dial(&self, destination: &ServerName, peer: PeerInfo) -> Result<Pooled, FedError> {
+        match self.dial_once(destination, peer).await {
+            Ok(pooled) => Ok(pooled),
+            Err((error, seen)) => {
+                let mismatch = seen.is_some_and(|k| k != peer.key);
+                if !mismatch {
+                    return Err(error);
+                }
+                let resolved = self.discovery.resolve_traced(destination).await;
+                if resolved.age.is_none_or(|age| age < REDISCOVER_AFTER) {
+                    return Err(error);
+                }
+                self.discovery.forget(destination);
+                let fresh = self.discovery.resolve(destination).await?;
+                if fresh == peer {
+                    return Err(error);
+                }
+                self.dial_once(destination, fresh).await.map_err(|(e, _)| e)
+            }
+        }
+    }
+
+    /// One handshake; on failure also returns the key the peer presented, if any.
+    async fn dial_once(
+        &self,
+        destination: &ServerName,
+        peer: PeerInfo,
+    ) -> Result<Pooled, (FedError, Option<mobium_spec::PublicKey>)> {
+        let (crypto, seen) = self
+            .identity
+            .client_config(peer.key)
+            .map_err(|e| (FedError::Protocol(e), None))?;
+        let crypto = QuicClientConfig::try_from(crypto)
+            .map_err(|e| (FedError::Protocol(format!("QUIC TLS config: {e}")), None))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        let host = destination.host();
+        let sni = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let connecting = self
+            .endpoint
+            .connect_with(config, peer.addr, sni)
+            .map_err(|e| {
+                (
+                    FedError::Unreachable(format!("connect {}: {e}", peer.addr)),
+                    None,
+                )
+            })?;
+        let conn = connecting.await.map_err(|e| {
+            (
+                FedError::Unreachable(format!(
+                    "handshake with {destination} at {}: {e}",
+                    peer.addr
+                )),
+                seen.get(),
+            )
+        })?;
+        if !crate::tls::alpn_ok(&conn) {
+            conn.close(VarInt::from_u32(1), b"ALPN mobium-fed/1 required");
+            return Err((
+                FedError::Unreachable("peer did not negotiate mobium-fed/1".into()),
+                None,
+            ));
+        }
+        tracing::debug!(peer = %destination, addr = %peer.addr, "connected");
+        Counters::inc(&self.counters.connections_out);
+        let watched = conn.clone();
+        let counters = self.counters.clone();
+        tokio::spawn(async move {
+            watched.closed().await;
+            Counters::dec(&counters.connections_out);
+        });
+        Ok(Pooled { conn, peer })
+    }
+
+    /// Writes `frame` on a new stream of `conn` and reads the answer frame.
+    async fn round_trip(
+        &self,
+        conn: &quinn::Connection,
+        frame: &[u8],
+    ) -> Result<SignedEnvelope, StreamFailure> {
+        let closed = |conn: &quinn::Connection, what: String| match conn.close_reason() {
+            Some(reason) => StreamFailure::ConnectionClosed(format!("{what}: {reason}")),
+            None => StreamFailure::Final(FedError::Unreachable(what)),
+        };
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| StreamFailure::ConnectionClosed(e.to_string()))?;
+        match send.write_all(frame).await {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            // The responder stopped reading (a frame over its limit): its answer follows.
+            Err(quinn::WriteError::Stopped(_)) => {}
+            Err(e) => return Err(closed(conn, format!("write: {e}"))),
+        }
+        let answer = match frame::read(&mut recv, self.max_frame).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::TooLarge(len)) => {
+                let _ = recv.stop(VarInt::from_u32(0));
+                return Err(StreamFailure::Final(FedError::Protocol(format!(
+                    "answer of {len} bytes exceeds the frame limit"
+                ))));
+            }
+            Err(ReadError::Stream(e)) => return Err(closed(conn, format!("no answer: {e}"))),
+        };
+        frame::decode(&answer)
+            .map_err(|e| StreamFailure::Final(FedError::Protocol(format!("answer: {e}"))))
+    }
+}
