@@ -19,7 +19,7 @@ use crate::network::Network;
 pub const MESSAGES: usize = 100;
 
 /// How long a user may wait for the next message.
-const NEXT: Duration = Duration::from_secs(60);
+const NEXT: Duration = Duration::from_secs(30);
 
 /// Runs the scenario.
 pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
@@ -110,24 +110,31 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
             ),
             complete,
             format!(
-                "{} received, {} distinct and correct{}",
+                "{} received, {} distinct and correct{}{}",
                 got.len(),
                 pairs.iter().filter(|p| expected.contains(p)).count(),
                 if extra.is_some() {
                     ", plus extra ones"
                 } else {
                     ""
-                }
+                },
+                missing(&sent, &pairs)
             ),
         );
-        let ascending = got.windows(2).all(|w| w[0].id < w[1].id);
+        let descents: Vec<String> = got
+            .windows(2)
+            .filter(|w| w[0].id >= w[1].id)
+            .map(|w| format!("{:?} before {:?}", w[0].text, w[1].text))
+            .take(3)
+            .collect();
+        let kept = sender_order_kept(&got, &sent);
         r.check(
             format!("{} sees them in the host's order", u.label),
-            ascending && sender_order_kept(&got, &sent),
-            if ascending {
-                "each sender's messages in sending order"
-            } else {
-                "ids out of order"
+            descents.is_empty() && kept,
+            match (descents.is_empty(), kept) {
+                (true, true) => String::new(),
+                (true, false) => "a sender's messages out of sending order".to_owned(),
+                _ => format!("ids go down: {}", descents.join(", ")),
             },
         );
         orders.push(got.iter().map(|m| m.id).collect());
@@ -146,6 +153,21 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
         u.close();
     }
     Ok(())
+}
+
+/// ", missing: …" naming up to five sent messages absent from `got`, or "".
+fn missing(sent: &[(UserId, String)], got: &HashSet<(UserId, String)>) -> String {
+    let gone: Vec<&str> = sent
+        .iter()
+        .filter(|p| !got.contains(*p))
+        .map(|(_, t)| t.as_str())
+        .take(5)
+        .collect();
+    if gone.is_empty() {
+        String::new()
+    } else {
+        format!(", missing: {}", gone.join("; "))
+    }
 }
 
 /// Whether, for every sender, the texts received keep the order in which they were sent.

@@ -38,7 +38,7 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     r.require(
         "bob receives alice's DM across servers, intact",
         got.as_ref() == Some(&(alice.id().clone(), hello.clone())),
-        describe(&got),
+        describe(&got, &(alice.id().clone(), hello.clone())),
     )?;
 
     let reply = "hi alice, bob here".to_owned();
@@ -46,8 +46,8 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     let got = r.quietly("alice waits", alice.next_dm(DELIVERY).await)?;
     r.require(
         "alice receives bob's reply",
-        got.as_ref() == Some(&(bob.id().clone(), reply)),
-        describe(&got),
+        got.as_ref() == Some(&(bob.id().clone(), reply.clone())),
+        describe(&got, &(bob.id().clone(), reply)),
     )?;
 
     let mut to_bob = Vec::new();
@@ -99,8 +99,13 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     Ok(())
 }
 
-fn describe(got: &Option<(mobium_spec::UserId, String)>) -> String {
+/// Evidence for a failed delivery check ("" when `got` is what was expected).
+fn describe(
+    got: &Option<(mobium_spec::UserId, String)>,
+    expected: &(mobium_spec::UserId, String),
+) -> String {
     match got {
+        Some(g) if g == expected => String::new(),
         Some((from, text)) => format!("got {text:?} from {from}"),
         None => format!("nothing within {DELIVERY:?}"),
     }
