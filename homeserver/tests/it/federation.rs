@@ -387,7 +387,10 @@ async fn queued_events_reach_a_restarted_peer_once_in_order(backend: Backend) {
 
     let (_, metrics) = http(&a, "GET", "/metrics", &[], "").await;
     assert!(
-        metrics.contains(&format!("mobium_outbox_pending{{destination=\"{}\"}} 50", all[1].name)),
+        metrics.contains(&format!(
+            "mobium_outbox_pending{{destination=\"{}\"}} 50",
+            all[1].name
+        )),
         "{metrics}"
     );
 
