@@ -65,7 +65,8 @@ pub struct DiscoveryConfig {
     /// Whether and how `/.well-known/mobium` is fetched when DNS has nothing.
     pub well_known: WellKnownMode,
     /// How long a failed discovery is remembered before trying again; default 30 s. Positive
-    /// results are kept for their DNS TTL or HTTP `max-age`, clamped to 60 s – 24 h.
+    /// results are kept for their DNS TTL or HTTP `max-age`, clamped to 60 s – 24 h, but one older
+    /// than this is discovered afresh when its peer presents another key (key rotation).
     pub negative_ttl: Duration,
 }
 

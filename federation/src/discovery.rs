@@ -13,7 +13,8 @@
 //! Results are cached: positives for the DNS TTL (smallest of the records used) or the document's
 //! `max-age`, clamped to 60 s – 24 h; failures for `negative_ttl`. When a peer presents a key other
 //! than the cached one, callers may [`forget`](Discovery::forget) the entry and ask once more (key
-//! rotation); [`Resolved::age`] lets them avoid doing that for an entry that is already fresh.
+//! rotation); [`Discovery::may_refresh`] keeps them from doing that for an entry that is already
+//! fresh.
 //!
 //! Host names are looked up with hickory's resolver, also for the well-known fetch, so that a
 //! testnet's own DNS server (configured in [`DiscoveryConfig::nameservers`]) answers everything.
@@ -28,8 +29,8 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
 use hickory_resolver::proto::rr::rdata::SRV;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use mobium_spec::federation::DEFAULT_FED_PORT;
 use mobium_spec::{PublicKey, ServerName};
@@ -151,9 +152,22 @@ impl Discovery {
         }
     }
 
-    /// Drops the cached answer for `name`, so that the next resolve asks the sources again.
+    /// Whether `resolved` is old enough to be asked for again when the peer presents another key
+    /// (key rotation). Answers younger than the negative TTL were just fetched: asking again
+    /// would only hammer the sources on behalf of whoever presents a wrong key.
+    pub fn may_refresh(&self, resolved: &Resolved) -> bool {
+        resolved.age.is_some_and(|age| age >= self.negative_ttl)
+    }
+
+    /// Drops the cached answer for `name` (and the resolver's cached key and SRV records for it),
+    /// so that the next resolve asks the sources again.
     pub fn forget(&self, name: &ServerName) {
         self.lock_cache().remove(name);
+        if let Some(resolver) = &self.resolver {
+            let host = name.host();
+            resolver.clear_lookup_cache(format!("_mobium.{host}."), RecordType::TXT);
+            resolver.clear_lookup_cache(format!("_mobium._udp.{host}."), RecordType::SRV);
+        }
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<ServerName, Entry>> {

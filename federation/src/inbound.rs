@@ -31,11 +31,11 @@ use mobium_spec::federation::{
 use mobium_spec::{Domain, ErrorCode, PublicKey, ServerName, SignedEnvelope};
 use quinn::VarInt;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::frame::{self, ReadError};
 use crate::node::Inner;
 use crate::now_ms;
-use crate::outbound::REDISCOVER_AFTER;
 use crate::stats::Counters;
 use crate::tls;
 
@@ -73,7 +73,8 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
             incoming.refuse();
             continue;
         }
-        tokio::spawn(serve_connection(inner.clone(), incoming));
+        let span = tracing::debug_span!("fed_in", remote = %incoming.remote_address());
+        tokio::spawn(serve_connection(inner.clone(), incoming).instrument(span));
     }
 }
 
@@ -104,7 +105,8 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(handle_stream(inner.clone(), peer.clone(), send, recv));
+                let stream = handle_stream(inner.clone(), peer.clone(), send, recv);
+                tokio::spawn(stream.in_current_span());
             }
             Err(e) => {
                 tracing::debug!(%remote, reason = %e, "incoming connection closed");
@@ -265,11 +267,11 @@ fn decode(bytes: &[u8]) -> Result<(SignedEnvelope, FedRequest), (u64, String)> {
 }
 
 /// Step 4: the key discovery gives for `origin` must be the connection's certificate key. A
-/// mismatch with a cached answer older than [`REDISCOVER_AFTER`] triggers one fresh discovery
+/// mismatch with a cached answer older than the negative TTL triggers one fresh discovery
 /// (the peer may have rotated its key).
 async fn origin_key(inner: &Inner, origin: &ServerName, tls_key: PublicKey) -> Result<(), String> {
     let resolved = inner.discovery.resolve_traced(origin).await;
-    let stale = resolved.age.is_some_and(|age| age >= REDISCOVER_AFTER);
+    let stale = inner.discovery.may_refresh(&resolved);
     let key = match resolved.result {
         Ok(info) if info.key == tls_key => return Ok(()),
         Ok(info) if stale => {

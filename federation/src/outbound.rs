@@ -16,12 +16,12 @@
 //! answer to a frame the peer could not read).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use mobium_spec::federation::{FedBody, FedRequest, FedResponse, FedResponseBody};
 use mobium_spec::{Domain, ServerName, SignedEnvelope};
 use quinn::VarInt;
 use quinn::crypto::rustls::QuicClientConfig;
+use tracing::Instrument;
 
 use crate::discovery::PeerInfo;
 use crate::error::FedError;
@@ -30,10 +30,6 @@ use crate::node::Inner;
 use crate::now_ms;
 use crate::pool::Pooled;
 use crate::stats::Counters;
-
-/// A cached discovery answer younger than this is not re-fetched when the peer presents another
-/// key (it was just fetched: asking again would only hammer the sources).
-pub(crate) const REDISCOVER_AFTER: Duration = Duration::from_secs(10);
 
 /// How one exchange on a stream failed.
 enum StreamFailure {
@@ -53,7 +49,11 @@ impl Inner {
         body: FedBody,
     ) -> Result<FedResponseBody, FedError> {
         Counters::inc(&self.counters.requests_sent);
-        let result = self.send_request_inner(destination, txn_id, body).await;
+        let span = tracing::debug_span!("fed_out", peer = %destination, txn_id);
+        let result = self
+            .send_request_inner(destination, txn_id, body)
+            .instrument(span)
+            .await;
         if matches!(&result, Err(e) if !matches!(e, FedError::Rejected(_))) {
             Counters::inc(&self.counters.requests_failed);
         }
@@ -187,7 +187,7 @@ impl Inner {
                     return Err(error);
                 }
                 let resolved = self.discovery.resolve_traced(destination).await;
-                if resolved.age.is_none_or(|age| age < REDISCOVER_AFTER) {
+                if !self.discovery.may_refresh(&resolved) {
                     return Err(error);
                 }
                 self.discovery.forget(destination);

@@ -18,6 +18,10 @@ use mobium_federation::{
     DiscoveryConfig, FedConfig, Federation, FederationHandler, StaticPeer, WellKnownMode,
 };
 
+use mobium_spec::client::ErrorBody;
+use mobium_spec::federation::{Ack, Query, QueryResult, Transaction};
+use mobium_spec::{ErrorCode, ServerName};
+
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
@@ -224,7 +228,8 @@ async fn start_federation(
         timestamp_window: Duration::from_millis(mobium_spec::federation::TIMESTAMP_WINDOW_MS),
         request_timeout: Duration::from_secs(10),
     };
-    let handler: Arc<dyn FederationHandler> = app.clone();
+    // A weak handle: the endpoint must not keep the App (which owns the endpoint) alive.
+    let handler: Arc<dyn FederationHandler> = Arc::new(WeakApp(Arc::downgrade(app)));
     let federation = Federation::start(fed_config, handler)
         .await
         .with_context(|| format!("cannot start federation on udp {}", config.fed_bind_addr()))?;
@@ -236,6 +241,49 @@ async fn start_federation(
     )
     .await;
     Ok(fed::Link { federation, outbox })
+}
+
+/// The federation handler: forwards to the App while it exists.
+struct WeakApp(std::sync::Weak<App>);
+
+#[async_trait::async_trait]
+impl FederationHandler for WeakApp {
+    async fn transaction(
+        &self,
+        origin: &ServerName,
+        txn_id: u64,
+        txn: Transaction,
+    ) -> Result<Ack, ErrorBody> {
+        match self.0.upgrade() {
+            Some(app) => app.transaction(origin, txn_id, txn).await,
+            None => Err(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )),
+        }
+    }
+
+    async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {
+        match self.0.upgrade() {
+            Some(app) => app.query(origin, query).await,
+            None => Err(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )),
+        }
+    }
+
+    fn peer_connected(&self, peer: &ServerName) {
+        if let Some(app) = self.0.upgrade() {
+            app.peer_connected(peer);
+        }
+    }
+
+    fn rejected(&self, code: ErrorCode) {
+        if let Some(app) = self.0.upgrade() {
+            app.rejected(code);
+        }
+    }
 }
 
 /// Deletes expired to-device messages and, if history retention is set, old channel messages.

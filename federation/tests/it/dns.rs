@@ -156,3 +156,79 @@ async fn well_known_document_is_used_when_dns_has_no_key() {
         Err(FedError::Discovery(_))
     ));
 }
+
+/// Both sides pick up a peer's new key: the dialler when the handshake shows another key than its
+/// cached one, the acceptor when a request's origin presents another key. (The negative TTL, here
+/// zero, is also the minimum age of a cached answer before such a re-discovery.)
+#[tokio::test]
+async fn a_rotated_key_is_rediscovered() {
+    let dns = TestDns::start().await;
+    let config = |text: &str, seed: u8| {
+        let mut config = dns_config(text, seed, &dns);
+        config.discovery.negative_ttl = Duration::ZERO;
+        config
+    };
+    let alpha = start_node(config("alpha.test", 1)).await;
+    let beta = start_node(config("beta.test", 2)).await;
+    dns.publish(&alpha.name, alpha.fed.local_addr(), alpha.keypair.public())
+        .await;
+    dns.publish(&beta.name, beta.fed.local_addr(), beta.keypair.public())
+        .await;
+    alpha
+        .fed
+        .send_transaction(&beta.name, txn(&alpha, &beta.name, 1))
+        .await
+        .unwrap();
+    beta.fed
+        .send_transaction(&alpha.name, txn(&beta, &alpha.name, 1))
+        .await
+        .unwrap();
+
+    // beta restarts with a new key at the same address and publishes it.
+    let beta_addr = beta.fed.local_addr();
+    beta.fed.shutdown().await;
+    drop(beta);
+    let mut rotated = config("beta.test", 12);
+    rotated.bind = beta_addr;
+    let beta = start_node(rotated).await;
+    dns.replace_key(&beta.name, beta.keypair.public()).await;
+
+    // alpha's cache still says the old key: the handshake fails, alpha asks DNS again and
+    // retries on the new key.
+    alpha
+        .fed
+        .send_transaction(&beta.name, txn(&alpha, &beta.name, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        alpha.fed.resolve(&beta.name).await.unwrap().key,
+        beta.keypair.public()
+    );
+    beta.fed
+        .send_transaction(&alpha.name, txn(&beta, &alpha.name, 1))
+        .await
+        .unwrap();
+    assert_eq!(alpha.handler.total_calls(), 2);
+
+    // Now alpha rotates. beta has alpha's old key cached from checking alpha's request above:
+    // the new alpha's request shows a different certificate key, beta asks DNS again, accepts.
+    let alpha_addr = alpha.fed.local_addr();
+    alpha.fed.shutdown().await;
+    drop(alpha);
+    let mut rotated = config("alpha.test", 11);
+    rotated.bind = alpha_addr;
+    let alpha = start_node(rotated).await;
+    dns.replace_key(&alpha.name, alpha.keypair.public()).await;
+    alpha
+        .fed
+        .send_transaction(&beta.name, txn(&alpha, &beta.name, 1))
+        .await
+        .unwrap();
+    assert_eq!(beta.handler.total_calls(), 2);
+    assert_eq!(
+        beta.fed
+            .stats()
+            .rejected_with(mobium_spec::ErrorCode::FedUnknownKey),
+        0
+    );
+}

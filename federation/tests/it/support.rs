@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::proto::rr::rdata::{A, SOA, SRV, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use mobium_federation::{
@@ -349,6 +349,16 @@ impl TestDns {
             RData::SRV(SRV::new(10, 5, addr.port(), target)),
         )
         .await;
+        self.add_txt(name, &format!("v=mobium1 key={key}")).await;
+    }
+
+    /// Replaces the key published for `name` (its `_mobium` TXT records).
+    pub async fn replace_key(&self, name: &ServerName, key: mobium_spec::PublicKey) {
+        let owner = Name::from_ascii(format!("_mobium.{}.", name.host())).unwrap();
+        self.zone
+            .records_mut()
+            .await
+            .remove(&RrKey::new(LowerName::new(&owner), RecordType::TXT));
         self.add_txt(name, &format!("v=mobium1 key={key}")).await;
     }
 

@@ -73,6 +73,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     let ch = perms::channel(app, &r.channel).await?;
     hosted_here(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
+    let _order = app.channel_lock(&ch.id).await;
     let change = HostedChange::Metadata {
         channel: ch.id.clone(),
         metadata: r.metadata.clone(),
@@ -232,6 +233,7 @@ pub(crate) async fn join_hosted(
         .await?
         .ok_or_else(|| err(ErrorCode::InviteInvalid, "no such invite"))?;
     let ch = perms::channel(app, &invite.channel).await?;
+    let _order = app.channel_lock(&ch.id).await;
     if app.store.is_banned(&ch.id, user).await? {
         return Err(err(ErrorCode::Banned, "you are banned from this channel"));
     }

@@ -24,6 +24,7 @@ pub(crate) async fn depart(
     user: &UserId,
     reason: LeaveReason,
 ) -> Result<(), ErrorBody> {
+    let _order = app.channel_lock(&ch.id).await;
     let viewers_before = perms::viewers(app, ch).await?;
     let change = HostedChange::MemberRemove {
         channel: ch.id.clone(),

@@ -63,6 +63,7 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
             sent_at: now_ms(),
         }));
     }
+    let _order = app.channel_lock(&ch.id).await;
     let row = MessageRow {
         channel: ch.id.clone(),
         id: app.next_id(),
@@ -169,6 +170,7 @@ pub(crate) async fn edit_hosted(
     if ciphertext.is_empty() {
         return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
     }
+    let _order = app.channel_lock(&ch.id).await;
     may_change(app, ch, editor, id).await?;
     let edited_at = now_ms();
     let change = HostedChange::Edit {
@@ -206,6 +208,7 @@ pub(crate) async fn delete_hosted(
     deleter: &UserId,
     id: MessageId,
 ) -> Result<(), ErrorBody> {
+    let _order = app.channel_lock(&ch.id).await;
     may_change(app, ch, deleter, id).await?;
     let change = HostedChange::Delete {
         channel: ch.id.clone(),

@@ -80,6 +80,8 @@ pub struct App {
     ids: Mutex<MessageIdGenerator>,
     cache: perms::PermCache,
     fed: std::sync::OnceLock<crate::fed::Link>,
+    channel_locks:
+        Mutex<std::collections::HashMap<mobium_spec::ChannelId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl App {
@@ -103,6 +105,7 @@ impl App {
             ids: Mutex::new(MessageIdGenerator::new(0)),
             cache: perms::PermCache::default(),
             fed: std::sync::OnceLock::new(),
+            channel_locks: Mutex::default(),
         })
     }
 
@@ -122,6 +125,22 @@ impl App {
     /// Whether `user` belongs to this server.
     pub fn is_local(&self, user: &UserId) -> bool {
         user.server == self.server_name
+    }
+
+    /// Serializes changes to one hosted channel, so the order of ids, commits, local
+    /// deliveries and federation events is the same (the host orders every event).
+    pub(crate) async fn channel_lock(
+        &self,
+        channel: &mobium_spec::ChannelId,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .channel_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(channel.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// The federation link, once started (`None` when federation is disabled).

@@ -163,6 +163,7 @@ async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<
     from_origin(origin, &s.sender)?;
     let ch = hosted_here(app, &s.channel).await?;
     perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
+    let _order = app.channel_lock(&ch.id).await;
     let row = MessageRow {
         channel: ch.id.clone(),
         id: app.next_id(),

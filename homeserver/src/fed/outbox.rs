@@ -18,6 +18,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::storage::SharedStore;
 
+/// Encoded events per transaction, leaving room in the 4 MiB frame for the envelope.
+const BATCH_BYTES: usize = mobium_spec::federation::MAX_FRAME_BYTES - 64 * 1024;
+
 /// First retry delay after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 
@@ -151,14 +154,34 @@ impl Outbox {
         }
         let mut seqs = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
+        let mut dropped = Vec::new();
+        let mut size = 0;
         for (seq, bytes) in batch {
-            seqs.push(seq);
+            if bytes.len() > BATCH_BYTES {
+                tracing::error!(destination = %dest, seq, bytes = bytes.len(), "dropping an event too large for any federation frame");
+                dropped.push(seq);
+                continue;
+            }
+            if size + bytes.len() > BATCH_BYTES && !events.is_empty() {
+                break;
+            }
             match encoding::decode::<FedEvent>(&bytes) {
-                Ok(ev) => events.push(ev),
+                Ok(ev) => {
+                    size += bytes.len();
+                    seqs.push(seq);
+                    events.push(ev);
+                }
                 Err(e) => {
-                    tracing::error!(destination = %dest, seq, error = %e, "dropping an undecodable outbox event")
+                    tracing::error!(destination = %dest, seq, error = %e, "dropping an undecodable outbox event");
+                    dropped.push(seq);
                 }
             }
+        }
+        if !dropped.is_empty() {
+            let _ = self.store.outbox_remove(dest, &dropped).await;
+        }
+        if events.is_empty() {
+            return Ok(!dropped.is_empty());
         }
         let n = events.len();
         let ack = self

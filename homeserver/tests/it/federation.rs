@@ -385,10 +385,19 @@ async fn queued_events_reach_a_restarted_peer_once_in_order(backend: Backend) {
         50
     );
 
+    let (_, metrics) = http(&a, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics.contains(&format!(
+            "mobium_outbox_pending{{destination=\"{}\"}} 50",
+            all[1].name
+        )),
+        "{metrics}"
+    );
+
     // node2 comes back on the same address, key and database.
     let mut config = b.config.clone();
     config.port = b_addr.port();
-    b.running = Some(mobium_homeserver::server::start(config).await.unwrap());
+    b.running = Some(restart_on(config).await);
     let (_bob, mut be) = Client::connect(&b.ws_url(), &bob_key, ConnectOptions::default())
         .await
         .unwrap();

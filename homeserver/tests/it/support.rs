@@ -93,7 +93,7 @@ impl TestServer {
         }
         let mut config = self.config.clone();
         config.port = addr.port();
-        self.running = Some(server::start(config).await.expect("restart"));
+        self.running = Some(restart_on(config).await);
     }
 
     pub async fn stop(mut self) {
@@ -102,6 +102,24 @@ impl TestServer {
         }
         if let Some(db) = self.pg_db.take() {
             db.drop_db().await;
+        }
+    }
+}
+
+/// Starts a server on the ports a stopped one used, retrying while the kernel still holds them
+/// (in-process restarts only; a restarted process has no such window).
+pub async fn restart_on(config: Config) -> Running {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server::start(config.clone()).await {
+            Ok(r) => return r,
+            Err(e)
+                if tokio::time::Instant::now() < deadline
+                    && format!("{e:#}").contains("in use") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restart failed: {e:#}"),
         }
     }
 }
