@@ -100,7 +100,6 @@ fn command(mobium: &Path, node: &NodeInfo, dns: std::net::SocketAddr) -> anyhow:
         .env("SC_HOST", node.client_addr.ip().to_string())
         .env("SC_PORT", node.client_addr.port().to_string())
         .env("SC_DATA_DIR", &node.data_dir)
-        .env("SC_FED_ENABLED", "true")
         .env("SC_FED_HOST", node.federation_bind.ip().to_string())
         .env("SC_FED_PORT", node.federation_bind.port().to_string())
         .env("SC_FED_NAMESERVERS", dns.to_string())
