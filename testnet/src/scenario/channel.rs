@@ -83,23 +83,31 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     let mut orders: Vec<Vec<MessageId>> = Vec::new();
     let mut everyone_complete = true;
     for u in &mut users {
+        // In order of first arrival. A message that arrived before its Megolm key is
+        // delivered again once the key is there: the decrypted copy replaces the first.
         let mut got: Vec<Received> = Vec::new();
-        while got.len() < MESSAGES {
+        let mut repeats = 0usize;
+        let mut deadline_hit = false;
+        while got.iter().filter(|m| m.decrypted).count() < MESSAGES && !deadline_hit {
             match r.quietly("receive", u.next_message(&channel, NEXT).await)? {
-                Some(m) => got.push(m),
-                None => break,
+                Some(m) => absorb(&mut got, &mut repeats, m),
+                None => deadline_hit = true,
             }
         }
-        let extra = r.quietly(
+        while let Some(m) = r.quietly(
             "receive",
             u.next_message(&channel, Duration::from_millis(300)).await,
-        )?;
+        )? {
+            absorb(&mut got, &mut repeats, m);
+        }
+        let extra = (repeats > 0).then_some(());
         let pairs: HashSet<(UserId, String)> = got
             .iter()
             .map(|m| (m.sender.clone(), m.text.clone()))
             .collect();
         let complete = got.len() == MESSAGES
             && extra.is_none()
+            && got.iter().all(|m| m.decrypted)
             && pairs.len() == MESSAGES
             && pairs.iter().all(|p| expected.contains(p));
         everyone_complete &= complete;
@@ -153,6 +161,15 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
         u.close();
     }
     Ok(())
+}
+
+/// Adds `m` to `got`: new, the decrypted copy of one that was not, or a repeat.
+fn absorb(got: &mut Vec<Received>, repeats: &mut usize, m: Received) {
+    match got.iter_mut().find(|g| g.id == m.id) {
+        Some(g) if !g.decrypted && m.decrypted => *g = m,
+        Some(_) => *repeats += 1,
+        None => got.push(m),
+    }
 }
 
 /// ", missing: …" naming up to five sent messages absent from `got`, or "".

@@ -31,6 +31,8 @@ pub struct Received {
     pub sender: UserId,
     /// The decrypted text.
     pub text: String,
+    /// Whether it was decrypted (`text` says why not otherwise).
+    pub decrypted: bool,
 }
 
 /// A connected user.
@@ -185,6 +187,7 @@ impl User {
                 id: m.id,
                 sender: m.sender,
                 text: String::from_utf8_lossy(&m.ciphertext).into_owned(),
+                decrypted: true,
             }),
             _ => None,
         })
