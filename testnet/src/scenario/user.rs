@@ -2,9 +2,9 @@
 //!
 //! TEMPORARY TRANSPORT-ONLY VERSION: the end-to-end encrypting SDK (`sdk::e2ee::Messenger`) has
 //! not landed in this build yet, so this user sends its text as the message's opaque bytes,
-//! unencrypted. [`END_TO_END`] says so, and every scenario records a failing check
-//! "messages are end-to-end encrypted" while it is `false`: the scenarios exercise delivery
-//! across servers honestly but cannot pass until the encrypting user replaces this one.
+//! unencrypted. The scenarios `dm` and `channel` check what the servers relay and store, find
+//! the text there, and fail: they exercise delivery across servers honestly but cannot pass
+//! until the encrypting user replaces this one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,15 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use mobium_client_api::sdk::{Client, Events};
 use mobium_spec::client::{
-    ChannelCreate, ChannelJoin, DirectAck, DirectSend, Event, InviteCreate, MessageSend, Request,
-    Response,
+    ChannelCreate, ChannelJoin, DirectAck, DirectSend, Event, History, InviteCreate, MessageSend,
+    Request, Response,
 };
 use mobium_spec::{ChannelId, Keypair, MessageId, UserId};
 
 use crate::info::NodeInfo;
-
-/// Whether this build's users encrypt end to end (Olm for DMs, Megolm for channels).
-pub const END_TO_END: bool = false;
 
 /// What a user received in a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +190,39 @@ impl User {
         })
     }
 
+    /// The channel's stored messages as the server holds them, oldest first: evidence of what
+    /// the servers see.
+    pub async fn stored_ciphertexts(&self, channel: &ChannelId) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = match self
+                .client
+                .request(Request::History(History {
+                    channel: channel.clone(),
+                    before,
+                    after: None,
+                    limit: None,
+                }))
+                .await?
+            {
+                Response::Messages(m) => m,
+                other => bail!("unexpected answer to history: {other:?}"),
+            };
+            before = page.messages.iter().map(|m| m.id).min();
+            out.extend(page.messages.into_iter().map(|m| m.ciphertext));
+            if !page.has_more || before.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the server would receive for a DM of `text` to `to` (here: the text itself).
+    pub async fn dm_ciphertext(&self, _to: &UserId, text: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(text.as_bytes().to_vec())
+    }
+
     /// Closes the connection.
     pub fn close(&self) {
         self.client.close();
@@ -221,4 +251,9 @@ impl User {
             }
         }
     }
+}
+
+/// Whether `needle` occurs in `haystack` (plaintext leaking into a ciphertext).
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
