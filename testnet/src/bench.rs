@@ -5,7 +5,7 @@
 //! |---|---|
 //! | cross-server latency | a user on node1 sends DMs to a user on node2 at a steady 200 per second; latency is the time from handing a message to the SDK to its arrival at the recipient's client (both in this process, one clock); p50, p99 and max |
 //! | throughput | the same pair, as fast as the servers take it (256 requests in flight): messages delivered per second, first send to last arrival |
-//! | memory per idle connection | node1's resident memory (`VmRSS`) before and after opening N authenticated, idle client connections, divided by N |
+//! | memory per idle connection | node1 is restarted, warmed up with 20 connections, then its resident memory (`VmRSS`) is read before and after opening N authenticated, idle client connections; the difference divided by N |
 //! | catch-up | node2 is stopped, 10,000 DMs for a user of node2 are queued on node1, node2 restarts; the time from the restart until the user has all 10,000. When the user reconnects it sends one DM back, so node2 dials node1, which sends its backlog at once instead of waiting for its retry timer |
 //!
 //! The messages are opaque bytes of a typical Olm ciphertext's size (256 bytes): servers only
@@ -434,7 +434,10 @@ async fn throughput(net: &Network, config: BenchConfig) -> anyhow::Result<Throug
     })
 }
 
-async fn memory(net: &Network, config: BenchConfig) -> anyhow::Result<Memory> {
+async fn memory(net: &mut Network, config: BenchConfig) -> anyhow::Result<Memory> {
+    // A fresh process: one that already served the other benchmarks holds freed memory that
+    // new connections would reuse, hiding their cost.
+    net.restart("node1").await?;
     let node = net.info().nodes[0].clone();
     let pid = node.pid.context("node1 is not running")?;
     // Warm up: let the server reach its steady state (allocator arenas, database cache).

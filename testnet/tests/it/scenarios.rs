@@ -25,3 +25,35 @@ async fn dm_and_partition_scenarios_pass() {
     }
     net.down(true).await.expect("down");
 }
+
+/// The benchmark suite runs end to end on a small scale and reports plausible figures.
+#[tokio::test]
+async fn a_small_bench_run_reports_every_figure() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = UpOptions::local(2, dir.path());
+    opts.mobium = Some(mobium());
+    let mut net = Network::up(opts).await.expect("up");
+    let config = mobium_testnet::bench::BenchConfig {
+        latency_messages: 100,
+        latency_rate: 200,
+        throughput_messages: 300,
+        window: 64,
+        idle_connections: 20,
+        catch_up_events: 300,
+    };
+    let results = mobium_testnet::bench::run(&mut net, config)
+        .await
+        .expect("bench");
+    println!("{}", results.table());
+    assert_eq!(results.latency.messages, 100);
+    assert!(results.latency.p50_ms > 0.0 && results.latency.p50_ms <= results.latency.p99_ms);
+    assert!(results.throughput.per_second > 0.0);
+    assert!(results.memory.rss_after > 0);
+    assert_eq!(results.catch_up.events, 300);
+    assert!(results.catch_up.catch_up_ms >= results.catch_up.restart_ms);
+    let json = serde_json::to_string(&results).expect("json");
+    let back: mobium_testnet::bench::BenchResults = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, results);
+    net.down(true).await.expect("down");
+}
