@@ -9,6 +9,7 @@ mod auth;
 mod channels;
 mod direct;
 mod durability;
+mod e2ee;
 mod http;
 mod keys;
 mod presence;
