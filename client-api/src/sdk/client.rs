@@ -13,9 +13,9 @@ use mobium_spec::client::{Authed, Event, Request, Response};
 use mobium_spec::{ServerName, Signer, UserId};
 use tokio::sync::{mpsc, watch};
 
+use super::SdkError;
 use super::connection::{Connection, Incoming, RequestFailure};
 use super::reconnect::{Backoff, Supervisor, notice_sink};
-use super::SdkError;
 
 /// Connection options.
 #[derive(Debug, Clone)]
@@ -209,14 +209,16 @@ impl Client {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match conn.request(body.clone(), left).await {
                 Ok(r) => return Ok(r),
-                Err(RequestFailure::Failed(SdkError::Closed)) if self.inner.persistent && retry => {}
+                Err(RequestFailure::Failed(SdkError::Closed)) if self.inner.persistent && retry => {
+                }
                 Err(RequestFailure::NotSent) if self.inner.persistent => {}
                 Err(RequestFailure::NotSent) => return Err(SdkError::Closed),
                 Err(RequestFailure::Failed(e)) => return Err(e),
             }
             // Wait for a connection other than the broken one before trying again.
             let generation = conn.generation;
-            let newer = conn_rx.wait_for(|c| c.as_ref().is_some_and(|c| c.generation != generation));
+            let newer =
+                conn_rx.wait_for(|c| c.as_ref().is_some_and(|c| c.generation != generation));
             match tokio::time::timeout_at(deadline, newer).await {
                 Err(_) => return Err(SdkError::Timeout),
                 Ok(Err(_)) => return Err(SdkError::Closed),

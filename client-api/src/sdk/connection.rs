@@ -173,7 +173,13 @@ impl Connection {
                     Message::Close(frame) => {
                         break frame.map_or_else(
                             || "closed by the server".to_owned(),
-                            |f| format!("closed by the server ({}: {})", u16::from(f.code), f.reason),
+                            |f| {
+                                format!(
+                                    "closed by the server ({}: {})",
+                                    u16::from(f.code),
+                                    f.reason
+                                )
+                            },
                         );
                     }
                     _ => {}

@@ -281,7 +281,11 @@ impl Profile {
     }
 }
 
-fn derive(passphrase: &str, salt: &[u8], p: KdfParams) -> Result<([u8; 32], [u8; 32]), ProfileError> {
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    p: KdfParams,
+) -> Result<([u8; 32], [u8; 32]), ProfileError> {
     let params = Params::new(p.m_cost, p.t_cost, p.p_cost, Some(64))
         .map_err(|e| ProfileError::Corrupt(format!("argon2 parameters: {e}")))?;
     let mut out = [0u8; 64];
@@ -432,7 +436,10 @@ mod tests {
         assert_eq!(dmode & 0o777, 0o700);
         drop(p);
         assert_eq!(
-            Profile::open(&sub, None).expect("open").read().expect("read"),
+            Profile::open(&sub, None)
+                .expect("open")
+                .read()
+                .expect("read"),
             b"plain 2"
         );
     }

@@ -65,7 +65,9 @@ pub(crate) struct Supervisor {
 }
 
 /// Turns what a connection reports into notices for the owner.
-pub(crate) fn notice_sink(notices: mpsc::UnboundedSender<Notice>) -> impl Fn(Incoming) + Send + Sync {
+pub(crate) fn notice_sink(
+    notices: mpsc::UnboundedSender<Notice>,
+) -> impl Fn(Incoming) + Send + Sync {
     move |incoming| {
         let notice = match incoming {
             Incoming::Connected(a) => Notice::Connected(a),

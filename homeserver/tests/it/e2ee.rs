@@ -47,10 +47,16 @@ async fn user(server: &TestServer) -> User {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("profile");
     let state = CryptoState::generate().unwrap();
-    let profile = Profile::create(&dir, Some("pass"), FAST_KDF, &state.to_bytes().unwrap()).unwrap();
-    let (m, inbox) = Messenger::start(state, Some(profile), &server.ws_url(), ConnectOptions::default())
-        .await
-        .expect("messenger starts");
+    let profile =
+        Profile::create(&dir, Some("pass"), FAST_KDF, &state.to_bytes().unwrap()).unwrap();
+    let (m, inbox) = Messenger::start(
+        state,
+        Some(profile),
+        &server.ws_url(),
+        ConnectOptions::default(),
+    )
+    .await
+    .expect("messenger starts");
     User {
         m,
         inbox,
@@ -70,9 +76,14 @@ async fn reopen(server: &TestServer, u: User) -> User {
     })
     .await;
     let state = CryptoState::load(&profile).unwrap();
-    let (m, inbox) = Messenger::start(state, Some(profile), &server.ws_url(), ConnectOptions::default())
-        .await
-        .expect("messenger restarts");
+    let (m, inbox) = Messenger::start(
+        state,
+        Some(profile),
+        &server.ws_url(),
+        ConnectOptions::default(),
+    )
+    .await
+    .expect("messenger restarts");
     User {
         m,
         inbox,
@@ -108,7 +119,9 @@ async fn dm_text(inbox: &mut Inbox, from: &UserId) -> String {
 async fn channel_text(inbox: &mut Inbox, channel: &ChannelId, sender: &UserId, text: &str) {
     expect_event(inbox, |e| match e {
         ClientEvent::Message(m)
-            if m.channel == *channel && m.sender == *sender && m.decryption.text() == Some(text) =>
+            if m.channel == *channel
+                && m.sender == *sender
+                && m.decryption.text() == Some(text) =>
         {
             Some(())
         }
@@ -127,7 +140,12 @@ fn secret(label: &str) -> String {
 /// A channel of `owner` that each of `others` joined; every member has seen every join.
 async fn channel_with(owner: &mut User, others: &mut [&mut User]) -> ChannelId {
     let channel = owner.m.create_channel().await.unwrap();
-    let invite = owner.m.client().invite_create(&channel, None, None).await.unwrap();
+    let invite = owner
+        .m
+        .client()
+        .invite_create(&channel, None, None)
+        .await
+        .unwrap();
     for u in others.iter_mut() {
         u.m.join(&invite.code).await.unwrap();
         let id = u.id().clone();
@@ -140,17 +158,16 @@ async fn channel_with(owner: &mut User, others: &mut [&mut User]) -> ChannelId {
 }
 
 async fn newest_message(u: &User, channel: &ChannelId) -> ChannelMessage {
-    let page = u
-        .m
-        .client()
-        .history(History {
-            channel: channel.clone(),
-            before: None,
-            after: None,
-            limit: Some(1),
-        })
-        .await
-        .unwrap();
+    let page =
+        u.m.client()
+            .history(History {
+                channel: channel.clone(),
+                before: None,
+                after: None,
+                limit: Some(1),
+            })
+            .await
+            .unwrap();
     page.messages.into_iter().last().expect("a message")
 }
 
@@ -247,7 +264,10 @@ async fn stored_bytes(server: &TestServer) -> Vec<(String, Vec<u8>)> {
         None => {
             let files = files_of(&server.config.data_dir);
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-            assert!(names.iter().any(|n| n.ends_with("mobium.db")), "files: {names:?}");
+            assert!(
+                names.iter().any(|n| n.ends_with("mobium.db")),
+                "files: {names:?}"
+            );
             assert!(
                 names.iter().any(|n| n.ends_with("mobium.db-wal")),
                 "the WAL is there to be searched: {names:?}"
@@ -267,7 +287,10 @@ async fn stored_bytes(server: &TestServer) -> Vec<(String, Vec<u8>)> {
             .iter()
             .map(|r| r.get::<String, _>(0))
             .collect();
-            assert!(tables.iter().any(|t| t.contains("message")), "tables: {tables:?}");
+            assert!(
+                tables.iter().any(|t| t.contains("message")),
+                "tables: {tables:?}"
+            );
             let mut out = Vec::new();
             for table in &tables {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -352,17 +375,25 @@ async fn removed_member_cannot_read_later_messages(backend: Backend) {
     assert_ne!(old_session, new_session, "the kick rotated Alice's session");
 
     // Carol is no longer served the channel; give her the ciphertext another way.
-    assert!(carol.m.client().history(History {
-        channel: channel.clone(),
-        before: None,
-        after: None,
-        limit: None,
-    })
-    .await
-    .is_err());
+    assert!(
+        carol
+            .m
+            .client()
+            .history(History {
+                channel: channel.clone(),
+                before: None,
+                after: None,
+                limit: None,
+            })
+            .await
+            .is_err()
+    );
     let leaked = newest_message(&bob, &channel).await;
     let seen = carol.m.decrypt(&leaked).await;
-    assert_eq!(seen.decryption.failure(), Some(&DecryptionFailure::MissingKey));
+    assert_eq!(
+        seen.decryption.failure(),
+        Some(&DecryptionFailure::MissingKey)
+    );
 
     // Her key request reaches Alice, who refuses: Carol was not a member when it was made.
     // A DM round trip after it proves Alice has handled the request.
@@ -376,16 +407,27 @@ async fn removed_member_cannot_read_later_messages(backend: Backend) {
             got_new_key |= *session_id == new_session;
         }
         if let ClientEvent::Message(m) = &e {
-            assert!(m.decryption.text() != Some(after.as_str()), "Carol read {after}");
+            assert!(
+                m.decryption.text() != Some(after.as_str()),
+                "Carol read {after}"
+            );
         }
     }
     assert!(!got_new_key, "Carol received the post-kick session key");
     let again = carol.m.decrypt(&leaked).await;
-    assert_eq!(again.decryption.failure(), Some(&DecryptionFailure::MissingKey));
+    assert_eq!(
+        again.decryption.failure(),
+        Some(&DecryptionFailure::MissingKey)
+    );
 
     // A late joiner: Dave sees earlier messages as "not a member then", later ones in clear.
     let mut dave = user(&server).await;
-    let invite = alice.m.client().invite_create(&channel, None, None).await.unwrap();
+    let invite = alice
+        .m
+        .client()
+        .invite_create(&channel, None, None)
+        .await
+        .unwrap();
     dave.m.join(&invite.code).await.unwrap();
     let welcome = secret("after-dave-joined");
     alice.m.send_text(&channel, &welcome, None).await.unwrap();
@@ -458,7 +500,10 @@ async fn tampered_ciphertext_is_detected(backend: Backend) {
         m.ciphertext = encoding::encode(&bad);
         let d = bob.m.decrypt(&m).await;
         assert!(
-            matches!(d.decryption.failure(), Some(DecryptionFailure::Corrupt { .. })),
+            matches!(
+                d.decryption.failure(),
+                Some(DecryptionFailure::Corrupt { .. })
+            ),
             "byte {at}: {:?}",
             d.decryption
         );
@@ -478,12 +523,18 @@ async fn tampered_ciphertext_is_detected(backend: Backend) {
         Some(&DecryptionFailure::Replayed)
     );
     // The untouched message still decrypts.
-    assert_eq!(bob.m.decrypt(&stored).await.decryption.text(), Some(text.as_str()));
+    assert_eq!(
+        bob.m.decrypt(&stored).await.decryption.text(),
+        Some(text.as_str())
+    );
 
     // Relayed: Alice's edit carries a tampered ciphertext; Bob's client reports it.
     let good = alice
         .m
-        .encrypt_for_channel(&channel, &mobium_client_api::sdk::e2ee::Content::text("edit"))
+        .encrypt_for_channel(
+            &channel,
+            &mobium_client_api::sdk::e2ee::Content::text("edit"),
+        )
         .await
         .unwrap();
     let mut env: ChannelEnvelope = encoding::decode(&good).unwrap();
@@ -500,7 +551,10 @@ async fn tampered_ciphertext_is_detected(backend: Backend) {
         _ => None,
     })
     .await;
-    assert!(matches!(failure, DecryptionFailure::Corrupt { .. }), "{failure:?}");
+    assert!(
+        matches!(failure, DecryptionFailure::Corrupt { .. }),
+        "{failure:?}"
+    );
 
     // A direct message with a flipped byte is reported; the next good one still arrives.
     let ct = alice.m.encrypt_dm(bob.id(), "never shown").await.unwrap();
@@ -519,7 +573,10 @@ async fn tampered_ciphertext_is_detected(backend: Backend) {
         _ => None,
     })
     .await;
-    assert!(matches!(failure, DecryptionFailure::Corrupt { .. }), "{failure:?}");
+    assert!(
+        matches!(failure, DecryptionFailure::Corrupt { .. }),
+        "{failure:?}"
+    );
     let fine = secret("after-tamper");
     alice.m.send_dm(bob.id(), &fine).await.unwrap();
     assert_eq!(dm_text(&mut bob.inbox, alice.id()).await, fine);
@@ -539,7 +596,10 @@ async fn reconnect_and_reload_lose_nothing(backend: Backend) {
     assert_eq!(dm_text(&mut bob.inbox, alice.id()).await, first);
 
     server.restart().await;
-    expect_event(&mut bob.inbox, |e| matches!(e, ClientEvent::Disconnected { .. }).then_some(())).await;
+    expect_event(&mut bob.inbox, |e| {
+        matches!(e, ClientEvent::Disconnected { .. }).then_some(())
+    })
+    .await;
     // Sent while Bob may still be away: it waits in his queue.
     let during = secret("during-restart");
     alice.m.send_dm(bob.id(), &during).await.unwrap();
@@ -560,9 +620,16 @@ async fn reconnect_and_reload_lose_nothing(backend: Backend) {
             break;
         }
     }
-    assert_eq!(texts, vec![later], "nothing seen before was delivered again");
+    assert_eq!(
+        texts,
+        vec![later],
+        "nothing seen before was delivered again"
+    );
     // The reloaded Olm session is the one in use: no new session was needed.
-    assert_eq!(bob.m.with_state(|s| s.olm.session_count(alice.id())).await, 1);
+    assert_eq!(
+        bob.m.with_state(|s| s.olm.session_count(alice.id())).await,
+        1
+    );
     server.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod channels;
+mod client_cli;
 mod direct;
 mod durability;
 mod e2ee;

@@ -119,7 +119,9 @@ impl UserAccount {
             .fallback_key()
             .into_iter()
             .next()
-            .map(|(id, key)| Prekey::sign(self, PrekeyKind::Fallback, &id.to_base64(), key.as_bytes()));
+            .map(|(id, key)| {
+                Prekey::sign(self, PrekeyKind::Fallback, &id.to_base64(), key.as_bytes())
+            });
         if one_time_keys.is_empty() && fallback_key.is_none() && !with_identity {
             return None;
         }
@@ -171,10 +173,18 @@ mod tests {
     fn account_signs_as_the_user() {
         let account = UserAccount::generate().expect("account");
         let sig = account.sign_domain(Domain::ClientAuth, b"challenge");
-        assert!(account.public_key().verify(Domain::ClientAuth, b"challenge", &sig));
+        assert!(
+            account
+                .public_key()
+                .verify(Domain::ClientAuth, b"challenge", &sig)
+        );
         let copy = account.signer();
         assert_eq!(copy.public_key(), account.public_key());
-        assert!(account.identity_prekey().verify(&account.public_key(), PrekeyKind::Identity));
+        assert!(
+            account
+                .identity_prekey()
+                .verify(&account.public_key(), PrekeyKind::Identity)
+        );
     }
 
     #[test]
@@ -187,8 +197,16 @@ mod tests {
         let up = account.prepare_upload(empty, true, false).expect("upload");
         assert_eq!(up.one_time_keys.len(), TARGET_ONE_TIME_KEYS as usize);
         let me = account.public_key();
-        assert!(up.one_time_keys.iter().all(|k| k.verify(&me, PrekeyKind::OneTime)));
-        assert!(up.fallback_key.as_ref().is_some_and(|k| k.verify(&me, PrekeyKind::Fallback)));
+        assert!(
+            up.one_time_keys
+                .iter()
+                .all(|k| k.verify(&me, PrekeyKind::OneTime))
+        );
+        assert!(
+            up.fallback_key
+                .as_ref()
+                .is_some_and(|k| k.verify(&me, PrekeyKind::Fallback))
+        );
         account.mark_published();
         let full = KeysCount {
             one_time: TARGET_ONE_TIME_KEYS,

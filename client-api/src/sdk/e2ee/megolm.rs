@@ -13,9 +13,9 @@ use vodozemac::megolm::{
     InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 
+use super::E2eeError;
 use super::events::DecryptionFailure;
 use super::payload::{ChannelEnvelope, Content};
-use super::E2eeError;
 
 /// Messages one outbound session encrypts before it is replaced.
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
@@ -151,7 +151,11 @@ impl GroupSessions {
 
     /// Encrypts `content` with the channel's outbound session; returns the
     /// [`ChannelEnvelope`] bytes, the `ciphertext` of `message_send`.
-    pub fn encrypt(&mut self, channel: &ChannelId, content: &Content) -> Result<Vec<u8>, E2eeError> {
+    pub fn encrypt(
+        &mut self,
+        channel: &ChannelId,
+        content: &Content,
+    ) -> Result<Vec<u8>, E2eeError> {
         let out = self.outbound.get_mut(channel).ok_or(E2eeError::NoSession)?;
         let message = out.session.encrypt(encoding::encode(content));
         Ok(encoding::encode(&ChannelEnvelope {
@@ -186,11 +190,13 @@ impl GroupSessions {
         session_id: &str,
         session_key: &[u8],
     ) -> Result<bool, E2eeError> {
-        let key = SessionKey::from_bytes(session_key)
-            .map_err(|e| E2eeError::Megolm(e.to_string()))?;
+        let key =
+            SessionKey::from_bytes(session_key).map_err(|e| E2eeError::Megolm(e.to_string()))?;
         let session = InboundGroupSession::new(&key, SessionConfig::version_1());
         if session.session_id() != session_id {
-            return Err(E2eeError::Megolm("session id does not match the key".into()));
+            return Err(E2eeError::Megolm(
+                "session id does not match the key".into(),
+            ));
         }
         let k = (channel.clone(), sender.clone(), session_id.to_owned());
         if self.inbound.contains_key(&k) {
@@ -215,7 +221,8 @@ impl GroupSessions {
         id: MessageId,
         ciphertext: &[u8],
     ) -> Result<Content, GroupFailure> {
-        let corrupt = |e: &dyn std::fmt::Display| GroupFailure::Failed(DecryptionFailure::corrupt(e));
+        let corrupt =
+            |e: &dyn std::fmt::Display| GroupFailure::Failed(DecryptionFailure::corrupt(e));
         let envelope: ChannelEnvelope = encoding::decode(ciphertext).map_err(|e| corrupt(&e))?;
         let k = (channel.clone(), sender.clone(), envelope.session_id.clone());
         let Some(inbound) = self.inbound.get_mut(&k) else {

@@ -265,7 +265,9 @@ impl Messenger {
         text: &str,
         reply_to: Option<MessageId>,
     ) -> Result<MessageSent, E2eeError> {
-        let ciphertext = self.encrypt_for_channel(channel, &Content::text(text)).await?;
+        let ciphertext = self
+            .encrypt_for_channel(channel, &Content::text(text))
+            .await?;
         Ok(self
             .shared
             .client
@@ -359,7 +361,10 @@ impl Messenger {
     /// some other way, and for tests of tampering and removal).
     pub async fn decrypt(&self, message: &ChannelMessage) -> DecryptedMessage {
         let mut state = self.shared.state.lock().await;
-        let d = self.shared.decrypt_channel(&mut state, message, false).await;
+        let d = self
+            .shared
+            .decrypt_channel(&mut state, message, false)
+            .await;
         if let Err(e) = self.shared.persist(&state) {
             tracing::warn!(error = %e, "could not save the profile");
         }

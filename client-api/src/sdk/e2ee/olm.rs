@@ -12,10 +12,10 @@ use serde_bytes::ByteBuf;
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{OlmMessage, Session, SessionConfig, SessionPickle};
 
+use super::E2eeError;
 use super::account::UserAccount;
 use super::events::DecryptionFailure;
 use super::payload::{ToDeviceEnvelope, ToDevicePayload};
-use super::E2eeError;
 
 /// Sessions kept per peer; older ones are dropped.
 const MAX_SESSIONS_PER_PEER: usize = 5;
@@ -117,7 +117,11 @@ impl OlmSessions {
     /// Encrypts `payload` for `peer` with the session that most recently decrypted a message
     /// from them, or else the newest (spec `e2ee.md` §Session reuse). Returns the
     /// [`ToDeviceEnvelope`] bytes, the `ciphertext` of `direct_send`.
-    pub fn encrypt(&mut self, peer: &UserId, payload: &ToDevicePayload) -> Result<Vec<u8>, E2eeError> {
+    pub fn encrypt(
+        &mut self,
+        peer: &UserId,
+        payload: &ToDevicePayload,
+    ) -> Result<Vec<u8>, E2eeError> {
         let entry = self
             .peers
             .get_mut(peer)
@@ -175,11 +179,7 @@ impl OlmSessions {
         };
         let created = account
             .inner_mut()
-            .create_inbound_session(
-                SessionConfig::version_1(),
-                pre_key.identity_key(),
-                pre_key,
-            )
+            .create_inbound_session(SessionConfig::version_1(), pre_key.identity_key(), pre_key)
             .map_err(DecryptionFailure::corrupt)?;
         let payload = check_payload(&created.plaintext, me, from)?;
         // Bind the new session to the user id: the sender's identity key, signed by the

@@ -68,7 +68,9 @@ pub(crate) async fn run(
                             handle_direct(&shared, &mut state, d, &mut out).await;
                         }
                     }
-                    Notice::Event(event) => handle_event(&shared, &mut state, event, &mut out).await,
+                    Notice::Event(event) => {
+                        handle_event(&shared, &mut state, event, &mut out).await
+                    }
                 }
             }
             if let Err(e) = shared.persist(&state) {
@@ -199,7 +201,10 @@ async fn receive_key(
         tracing::warn!(sender = %p.sender, "malformed megolm_session ignored");
         return;
     };
-    match state.groups.add_inbound(channel, &p.sender, session_id, key) {
+    match state
+        .groups
+        .add_inbound(channel, &p.sender, session_id, key)
+    {
         Ok(true) => out.push(ClientEvent::KeyReceived {
             channel: channel.clone(),
             sender: p.sender.clone(),
@@ -244,7 +249,8 @@ async fn answer_request(shared: &Shared, state: &mut CryptoState, p: &ToDevicePa
         tracing::info!(requester = %p.sender, %channel, "key request refused: not a member now");
         return;
     }
-    let mut share = ToDevicePayload::new(payload::MEGOLM_SESSION, shared.me.clone(), p.sender.clone());
+    let mut share =
+        ToDevicePayload::new(payload::MEGOLM_SESSION, shared.me.clone(), p.sender.clone());
     share.channel = Some(channel.clone());
     share.session_id = Some(session_id.clone());
     share.session_key = Some(serde_bytes::ByteBuf::from(key));

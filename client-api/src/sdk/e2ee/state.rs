@@ -9,10 +9,10 @@ use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, Signer, UserId};
 use serde::{Deserialize, Serialize};
 use vodozemac::olm::AccountPickle;
 
+use super::E2eeError;
 use super::account::UserAccount;
 use super::megolm::{GroupPickle, GroupSessions};
 use super::olm::{EntryPickle, OlmSessions};
-use super::E2eeError;
 use crate::sdk::profile::{Profile, ProfileError};
 
 /// Version of [`StateFile`].
@@ -169,7 +169,12 @@ impl CryptoState {
     }
 
     /// Keeps a message to retry when `session_id` arrives.
-    pub(crate) fn keep_pending(&mut self, message: ChannelMessage, session_id: String, edited: bool) {
+    pub(crate) fn keep_pending(
+        &mut self,
+        message: ChannelMessage,
+        session_id: String,
+        edited: bool,
+    ) {
         if self
             .pending
             .iter()
@@ -207,11 +212,13 @@ impl CryptoState {
 
     /// Records a peer's verified identity key (first one wins).
     pub(crate) fn note_contact(&mut self, peer: &UserId, curve25519: &[u8], now: u64) {
-        self.contacts.entry(peer.clone()).or_insert_with(|| Contact {
-            curve25519: hex_lower(curve25519),
-            nickname: None,
-            first_seen: now,
-        });
+        self.contacts
+            .entry(peer.clone())
+            .or_insert_with(|| Contact {
+                curve25519: hex_lower(curve25519),
+                nickname: None,
+                first_seen: now,
+            });
     }
 
     /// The persisted form.
@@ -237,11 +244,16 @@ impl CryptoState {
     /// Restores the state; refuses a file whose account does not match its user.
     pub fn from_file(f: StateFile) -> Result<Self, E2eeError> {
         if f.version != STATE_VERSION {
-            return Err(E2eeError::State(format!("unknown state version {}", f.version)));
+            return Err(E2eeError::State(format!(
+                "unknown state version {}",
+                f.version
+            )));
         }
         let account = UserAccount::from_pickle(f.account)?;
         if account.public_key() != f.user {
-            return Err(E2eeError::State("account does not match the user key".into()));
+            return Err(E2eeError::State(
+                "account does not match the user key".into(),
+            ));
         }
         let mut s = Self::with_account(account);
         s.olm = OlmSessions::from_pickles(f.olm);
