@@ -3,7 +3,7 @@
 //! decrypts what arrives, and keeps its state in a [`Profile`] — written before anything that
 //! depends on it leaves the process, and before a to-device message is acknowledged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +35,49 @@ pub(crate) struct Shared {
     profile: Option<Profile>,
     pub(crate) me: UserId,
     pub(crate) client: Client,
+    /// Channel members as last fetched; dropped on membership events and reconnects, so a
+    /// send costs no extra round trip while nothing changes.
+    pub(crate) members: std::sync::Mutex<HashMap<ChannelId, BTreeSet<UserId>>>,
 }
 
 impl Shared {
+    /// Forgets the cached members of `channel` (all channels when `None`).
+    pub(crate) fn forget_members(&self, channel: Option<&ChannelId>) {
+        let mut cache = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        match channel {
+            Some(c) => {
+                cache.remove(c);
+            }
+            None => cache.clear(),
+        }
+    }
+
+    /// The other members of `channel`, from the cache or the server.
+    async fn other_members(&self, channel: &ChannelId) -> Result<BTreeSet<UserId>, E2eeError> {
+        let cached = self
+            .members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned();
+        if let Some(m) = cached {
+            return Ok(m);
+        }
+        let others: BTreeSet<UserId> = self
+            .client
+            .channel_members(channel)
+            .await?
+            .into_iter()
+            .map(|m| m.user)
+            .filter(|u| *u != self.me)
+            .collect();
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone(), others.clone());
+        Ok(others)
+    }
+
     /// Writes the state to the profile (a no-op for an in-memory messenger).
     pub(crate) fn persist(&self, state: &CryptoState) -> Result<(), E2eeError> {
         if let Some(p) = &self.profile {
@@ -188,6 +228,7 @@ impl Messenger {
             profile,
             me,
             client,
+            members: std::sync::Mutex::new(HashMap::new()),
         });
         {
             let state = shared.state.lock().await;
@@ -282,13 +323,10 @@ impl Messenger {
         channel: &ChannelId,
         content: &Content,
     ) -> Result<Vec<u8>, E2eeError> {
-        let members = self.shared.client.channel_members(channel).await?;
-        let others: BTreeSet<UserId> = members
-            .into_iter()
-            .map(|m| m.user)
-            .filter(|u| *u != self.shared.me)
-            .collect();
+        // Under the state lock, so no membership event is handled between reading the
+        // members and using them.
         let mut state = self.shared.state.lock().await;
+        let others = self.shared.other_members(channel).await?;
         let now = now_ms();
         if state.groups.needs_rotation(channel, &others, now) {
             let new = state.groups.rotate(channel, &self.shared.me, others, now);
@@ -325,6 +363,7 @@ impl Messenger {
     /// Joins a channel with an invite code and records when.
     pub async fn join(&self, code: &str) -> Result<ChannelInfo, E2eeError> {
         let info = self.shared.client.channel_join(code).await?;
+        self.shared.forget_members(Some(&info.channel));
         let mut state = self.shared.state.lock().await;
         state.joined_at.remove(&info.channel);
         let _ = self.shared.joined_at(&mut state, &info.channel).await;
@@ -335,6 +374,7 @@ impl Messenger {
     /// Removes `user` from `channel`; the next message uses a session they never get.
     pub async fn kick(&self, channel: &ChannelId, user: &UserId) -> Result<(), E2eeError> {
         self.shared.client.channel_kick(channel, user).await?;
+        self.shared.forget_members(Some(channel));
         let mut state = self.shared.state.lock().await;
         state.groups.mark_rotation(channel);
         self.shared.persist(&state)?;

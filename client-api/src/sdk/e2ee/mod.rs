@@ -17,6 +17,8 @@ pub mod olm;
 pub mod payload;
 mod process;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use account::{AccountSigner, UserAccount};
 pub use events::{ClientEvent, DecryptedMessage, Decryption, DecryptionFailure, DirectText};

@@ -55,6 +55,7 @@ pub(crate) async fn run(
                             remaining: u64::from(authed.queued),
                             done: false,
                         };
+                        shared.forget_members(None);
                         out.push(ClientEvent::Connected {
                             user_id: authed.user_id,
                         });
@@ -79,6 +80,10 @@ pub(crate) async fn run(
                 acks.clear();
             }
         }
+        // Saved: report now, then acknowledge.
+        for e in out {
+            let _ = events.send(e);
+        }
         if !acks.is_empty() {
             for chunk in acks.chunks(mobium_spec::client::MAX_ACK_IDS) {
                 if let Err(e) = shared.client.direct_ack(chunk.to_vec()).await {
@@ -86,9 +91,6 @@ pub(crate) async fn run(
                     tracing::debug!(error = %e, "acknowledgement failed");
                 }
             }
-        }
-        for e in out {
-            let _ = events.send(e);
         }
         if !sync.done && sync.remaining == 0 {
             sync.done = true;
@@ -292,6 +294,7 @@ async fn handle_event(
             deleted_by: d.deleted_by,
         }),
         Event::MemberJoined(m) => {
+            shared.forget_members(Some(&m.channel));
             if m.user == shared.me {
                 state.joined_at.remove(&m.channel);
             } else {
@@ -303,6 +306,7 @@ async fn handle_event(
             });
         }
         Event::MemberLeft(m) => {
+            shared.forget_members(Some(&m.channel));
             if m.user == shared.me {
                 state.groups.forget_outbound(&m.channel);
                 state.joined_at.remove(&m.channel);
