@@ -123,7 +123,7 @@ fn forged_or_misaddressed_bundles_are_refused() {
 fn a_readdressed_ciphertext_is_a_sender_mismatch() {
     let mut alice = CryptoState::generate().expect("alice");
     let mut bob = CryptoState::generate().expect("bob");
-    let (a, b) = (id(&alice), id(&bob));
+    let b = id(&bob);
     let bundle = bundle_of(&mut bob);
     alice
         .olm
