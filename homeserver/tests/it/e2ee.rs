@@ -633,9 +633,99 @@ async fn reconnect_and_reload_lose_nothing(backend: Backend) {
     server.stop().await;
 }
 
+/// A key share that never arrived (the recipient's queue was full) is requested by the
+/// recipient when it meets the message, answered by the sender, and the message then decrypts.
+async fn missing_key_is_requested_and_answered(backend: Backend) {
+    let Some(server) = start_with(backend, |c| c.max_offline_messages = 2).await else {
+        return;
+    };
+    let mut alice = user(&server).await;
+    let mut bob = user(&server).await;
+    let channel = channel_with(&mut alice, &mut [&mut bob]).await;
+    let bob_id = bob.id().clone();
+    // Bob goes away; someone fills his to-device queue, so Alice's key share is refused.
+    bob.m.close();
+    let (spammer, _e, _k) = client(&server).await;
+    for _ in 0..2 {
+        spammer.direct_send(&bob_id, vec![1, 2, 3]).await.unwrap();
+    }
+    let text = secret("requested-key");
+    alice.m.send_text(&channel, &text, None).await.unwrap();
+
+    // Bob comes back: the junk is reported, not fatal; the message lacks its key at first...
+    let mut bob = reopen(&server, bob).await;
+    let (page, _) = bob
+        .m
+        .history(History {
+            channel: channel.clone(),
+            before: None,
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        page[0].decryption.failure(),
+        Some(&DecryptionFailure::MissingKey)
+    );
+    // ...his client asked Alice for it, she answered, and the message is decrypted.
+    channel_text(&mut bob.inbox, &channel, alice.id(), &text).await;
+    let (page, _) = bob
+        .m
+        .history(History {
+            channel: channel.clone(),
+            before: None,
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].decryption.text(), Some(text.as_str()));
+    server.stop().await;
+}
+
+/// When others claim a user's one-time keys, the server says `keys_low` and the client tops
+/// them up by itself; sessions started from the new keys work.
+async fn one_time_keys_are_replenished(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let mut bob = user(&server).await;
+    let bob_id = bob.id().clone();
+    let (claimer, _e, _k) = client(&server).await;
+    let start_count = claimer_count(&bob).await;
+    assert!(start_count >= 25, "published at start: {start_count}");
+    for _ in 0..start_count - 5 {
+        claimer.keys_claim(&bob_id).await.unwrap();
+    }
+    let refilled = eventually(|| {
+        let bob = &bob;
+        async move {
+            let n = claimer_count(bob).await;
+            (n >= 25).then_some(n)
+        }
+    })
+    .await;
+    assert!(refilled <= 50, "never more than the target: {refilled}");
+    // A newcomer's session from a fresh key works.
+    let mut carol = user(&server).await;
+    let hi = secret("fresh-key");
+    carol.m.send_dm(&bob_id, &hi).await.unwrap();
+    assert_eq!(dm_text(&mut bob.inbox, carol.id()).await, hi);
+    carol.inbox.close();
+    server.stop().await;
+}
+
+async fn claimer_count(u: &User) -> u32 {
+    u.m.client().keys_count().await.unwrap().one_time
+}
+
 both_backends!(
     dm_and_channel_round_trip_leave_no_plaintext,
     removed_member_cannot_read_later_messages,
     tampered_ciphertext_is_detected,
     reconnect_and_reload_lose_nothing,
+    missing_key_is_requested_and_answered,
+    one_time_keys_are_replenished,
 );

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use mobium_spec::client::{ChannelMessage, DirectMessage, Event, KeysCount};
+use mobium_spec::client::{ChannelMessage, DirectMessage, Event};
 use mobium_spec::{ErrorCode, MessageId};
 use tokio::sync::{mpsc, watch};
 
@@ -59,7 +59,7 @@ pub(crate) async fn run(
                         out.push(ClientEvent::Connected {
                             user_id: authed.user_id,
                         });
-                        replenish(&shared, &mut state, None).await;
+                        replenish(&shared, &mut state).await;
                     }
                     Notice::Disconnected(reason) => out.push(ClientEvent::Disconnected { reason }),
                     Notice::Event(Event::Direct(d)) => {
@@ -99,17 +99,16 @@ pub(crate) async fn run(
     }
 }
 
-/// Publishes keys so the server holds enough one-time keys and a fallback key.
-async fn replenish(shared: &Shared, state: &mut CryptoState, known: Option<KeysCount>) {
-    let count = match known {
-        Some(c) => c,
-        None => match shared.client.keys_count().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "keys_count failed");
-                return;
-            }
-        },
+/// Publishes keys so the server holds enough one-time keys and a fallback key. The count is
+/// asked afresh: `keys_low` events queue up behind each other, and acting on their (older)
+/// counts would publish more keys than the account can keep private halves for.
+async fn replenish(shared: &Shared, state: &mut CryptoState) {
+    let count = match shared.client.keys_count().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "keys_count failed");
+            return;
+        }
     };
     let with_identity = !state.identity_published;
     let new_fallback = state.fallback_used;
@@ -268,7 +267,7 @@ async fn handle_event(
     out: &mut Vec<ClientEvent>,
 ) {
     match event {
-        Event::KeysLow(count) => replenish(shared, state, Some(count)).await,
+        Event::KeysLow(_) => replenish(shared, state).await,
         Event::Message(m) => {
             let d = shared.decrypt_channel(state, &m, false).await;
             out.push(ClientEvent::Message(d));
