@@ -31,6 +31,12 @@ pub struct ConnectOptions {
     pub expected_server: Option<ServerName>,
     /// Delays between reconnection attempts of a persistent client.
     pub backoff: Backoff,
+    /// How often a persistent client checks with `ping` that the server still answers; a
+    /// connection whose ping gets no answer within the request timeout is dropped and replaced.
+    pub keepalive: Option<Duration>,
+    /// Extra trusted root certificates (DER) for `wss://`, beside the web PKI roots: for a server
+    /// with a certificate of its own CA.
+    pub extra_root_certs: Vec<Vec<u8>>,
 }
 
 impl Default for ConnectOptions {
@@ -41,6 +47,8 @@ impl Default for ConnectOptions {
             max_message_size: 16 * 1024 * 1024,
             expected_server: None,
             backoff: Backoff::default(),
+            keepalive: Some(Duration::from_secs(30)),
+            extra_root_certs: Vec::new(),
         }
     }
 }
@@ -265,4 +273,27 @@ pub fn is_idempotent(request: &Request) -> bool {
             | Request::PresenceList
             | Request::Typing(_)
     )
+}
+
+/// Reads trusted root certificates for [`ConnectOptions::extra_root_certs`] from a PEM file
+/// (one or more `CERTIFICATE` blocks) or a DER file.
+pub fn load_root_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>, SdkError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path)
+        .map_err(|e| SdkError::Connection(format!("{}: {e}", path.display())))?;
+    if !bytes.starts_with(b"-----") {
+        return Ok(vec![bytes]);
+    }
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| SdkError::Connection(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(SdkError::Connection(format!(
+            "{}: no certificate found",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }

@@ -52,6 +52,8 @@ pub(crate) struct Connection {
     pub(crate) authed: Authed,
     /// Counts connections of one client, so a waiter can tell a new connection from the old.
     pub(crate) generation: u64,
+    /// Ends the reader at once (a connection that stopped answering).
+    kill: Arc<tokio::sync::Notify>,
 }
 
 impl Connection {
@@ -70,7 +72,13 @@ impl Connection {
             .write_buffer_size(0)
             .max_message_size(Some(opts.max_message_size))
             .max_frame_size(Some(opts.max_message_size));
-        let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let connector = if url.starts_with("wss:") {
+            Some(tokio_tungstenite::Connector::Rustls(tls_config(opts)?))
+        } else {
+            None
+        };
+        let connecting =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector);
         let (ws, _) = tokio::time::timeout(opts.request_timeout, connecting)
             .await
             .map_err(|_| SdkError::Timeout)?
@@ -144,9 +152,15 @@ impl Connection {
         });
         let reader_pending = pending.clone();
         let pong_tx = out_tx.clone();
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let killed = kill.clone();
         let reader = tokio::spawn(async move {
             let reason = loop {
-                let msg = match stream.next().await {
+                let next = tokio::select! {
+                    n = stream.next() => n,
+                    _ = killed.notified() => break "the server stopped answering".to_owned(),
+                };
+                let msg = match next {
                     Some(Ok(m)) => m,
                     Some(Err(e)) => break e.to_string(),
                     None => break "connection ended".to_owned(),
@@ -201,6 +215,7 @@ impl Connection {
                 next_id: AtomicU64::new(1),
                 authed,
                 generation,
+                kill,
             }),
             reader,
         ))
@@ -243,12 +258,36 @@ impl Connection {
         let _ = self.out.send(Message::Close(None));
     }
 
+    /// Ends the connection without a closing handshake, for a peer that stopped answering.
+    pub(crate) fn kill(&self) {
+        self.kill.notify_one();
+    }
+
     fn forget(&self, id: u64) {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
     }
+}
+
+/// The TLS client configuration for `wss://`: the web PKI roots plus any extra roots given
+/// (a self-hosted server with its own CA), on the aws-lc-rs provider the workspace standardises on.
+fn tls_config(opts: &ConnectOptions) -> Result<Arc<rustls::ClientConfig>, SdkError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in &opts.extra_root_certs {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| SdkError::Connection(format!("extra root certificate: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SdkError::Connection(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Reads the next binary frame during the handshake.

@@ -17,6 +17,6 @@ pub mod profile;
 pub mod reconnect;
 pub mod requests;
 
-pub use client::{Client, ConnectOptions, Events, Notice, Notices, is_idempotent};
+pub use client::{Client, ConnectOptions, Events, Notice, Notices, is_idempotent, load_root_certs};
 pub use error::SdkError;
 pub use reconnect::Backoff;

@@ -14,7 +14,7 @@ use mobium_spec::Signer;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::connection::{Connection, Incoming};
+use super::connection::{Connection, Incoming, RequestFailure};
 use super::{ConnectOptions, Notice};
 
 /// Delays between reconnection attempts: `initial × 2^attempt`, at most `max`, each shortened
@@ -86,6 +86,7 @@ impl Supervisor {
             let stop = tokio::select! {
                 _ = &mut reader => false,
                 _ = self.shutdown.wait_for(|s| *s) => true,
+                _ = keepalive(&self.conn, &self.opts) => false,
             };
             if stop {
                 let current = self.conn.borrow().clone();
@@ -118,6 +119,32 @@ impl Supervisor {
                         attempt = attempt.saturating_add(1);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Pings the server every keep-alive interval and ends a connection whose ping goes unanswered
+/// (its reader then ends, which the supervisor sees). Never returns.
+async fn keepalive(conn: &watch::Sender<Option<Arc<Connection>>>, opts: &ConnectOptions) {
+    let Some(every) = opts.keepalive else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(current) = conn.borrow().clone() else {
+            continue;
+        };
+        match current
+            .request(mobium_spec::client::Request::Ping, opts.request_timeout)
+            .await
+        {
+            Ok(_) | Err(RequestFailure::Failed(crate::sdk::SdkError::Server(_))) => {}
+            Err(_) => {
+                tracing::info!("keep-alive ping unanswered; reconnecting");
+                current.kill();
+                // The reader ends now; the supervisor sees that.
+                return std::future::pending().await;
             }
         }
     }

@@ -41,6 +41,9 @@ pub struct ClientArgs {
     /// Seconds to wait for each server answer.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
+    /// Also trust this root certificate (PEM or DER) for `wss://`: a server with its own CA.
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -135,6 +138,7 @@ pub(crate) struct Ctx {
     pub(crate) passphrase: Option<String>,
     pub(crate) out: Out,
     pub(crate) timeout: std::time::Duration,
+    pub(crate) extra_roots: Vec<Vec<u8>>,
 }
 
 impl Ctx {
@@ -152,6 +156,7 @@ impl Ctx {
     pub(crate) fn connect_options(&self) -> ConnectOptions {
         ConnectOptions {
             request_timeout: self.timeout,
+            extra_root_certs: self.extra_roots.clone(),
             ..ConnectOptions::default()
         }
     }
@@ -206,7 +211,12 @@ pub fn run(args: ClientArgs) -> ExitCode {
         .init();
     let json = args.json;
     let result = passphrase(args.passphrase_file.as_deref()).and_then(|passphrase| {
+        let extra_roots = match &args.ca_cert {
+            Some(path) => mobium_client_api::sdk::load_root_certs(path)?,
+            None => Vec::new(),
+        };
         let ctx = Ctx {
+            extra_roots,
             profile_dir: args.profile,
             passphrase,
             out: Out { json },

@@ -14,4 +14,5 @@ mod e2ee;
 mod http;
 mod keys;
 mod presence;
+mod sdk;
 mod transport;
