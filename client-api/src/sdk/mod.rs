@@ -2,7 +2,7 @@
 //! typed requests with timeouts, receive events, reconnect, and encrypt end to end.
 //!
 //! Layers, bottom to top:
-//! - [`Client`] ([`client`], over one [`connection`] at a time, [`reconnect`] for the
+//! - [`Client`] (`client.rs`, over one connection at a time (`connection.rs`), [`reconnect`] for the
 //!   persistent kind): the transport of spec `client/transport.md`, with typed helpers in
 //!   [`requests`]. It signs with anything that implements [`mobium_spec::Signer`].
 //! - [`e2ee`]: Olm and Megolm with vodozemac (spec `e2ee.md`), and [`e2ee::Messenger`], a

@@ -6,7 +6,7 @@
 //! - [`payload`]: the MessagePack envelopes inside and around the ciphertexts.
 //! - [`state`]: everything above plus contacts and servers, as persisted in a
 //!   [`super::profile::Profile`].
-//! - [`Messenger`] ([`messenger`], events handled in [`process`]): a persistent [`super::Client`]
+//! - [`Messenger`] (`messenger.rs`, events handled in `process.rs`): a persistent [`super::Client`]
 //!   that encrypts what it sends and decrypts what it receives, reporting [`ClientEvent`]s.
 
 pub mod account;
