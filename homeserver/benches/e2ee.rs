@@ -8,7 +8,9 @@
 //! - Megolm encrypt and decrypt per message (200-byte plaintexts);
 //! - encrypted send→receive latency p50/p99 through one in-process server (SQLite in a
 //!   temporary directory): a channel message (members check + Megolm + `message_send` → the
-//!   recipient's decrypted event) and a DM (Olm + `direct_send` → decrypted `direct`).
+//!   recipient's decrypted event) and a DM (Olm + `direct_send` → decrypted `direct`), with the
+//!   client state in memory; and the channel case again with both clients saving their
+//!   encrypted profiles to disk (write, `fsync`, `rename` on every change, as the CLI does).
 //!
 //! Knobs: `BENCH_OLM` (default 300), `BENCH_MEGOLM` (default 20000), `BENCH_LATENCY`
 //! (default 500).
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use mobium_client_api::sdk::ConnectOptions;
 use mobium_client_api::sdk::e2ee::payload::{TEXT, ToDevicePayload};
 use mobium_client_api::sdk::e2ee::{ClientEvent, Content, CryptoState, Messenger, MessengerEvents};
+use mobium_client_api::sdk::profile::{KdfParams, Profile};
 use mobium_spec::client::{KeyBundle, KeysCount};
 use mobium_spec::{ChannelId, MessageId, UserId};
 
@@ -126,15 +129,15 @@ fn megolm(n: usize) -> (Duration, Duration) {
     (enc, dec)
 }
 
-async fn messenger(url: &str) -> (Messenger, MessengerEvents) {
-    Messenger::start(
-        CryptoState::generate().unwrap(),
-        None,
-        url,
-        ConnectOptions::default(),
-    )
-    .await
-    .unwrap()
+async fn messenger(url: &str, dir: Option<&std::path::Path>) -> (Messenger, MessengerEvents) {
+    let state = CryptoState::generate().unwrap();
+    let profile = dir.map(|d| {
+        let bytes = state.to_bytes().unwrap();
+        Profile::create(d, Some("bench"), KdfParams::default(), &bytes).unwrap()
+    });
+    Messenger::start(state, profile, url, ConnectOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn wait_for(inbox: &mut MessengerEvents, mut pred: impl FnMut(&ClientEvent) -> bool) {
@@ -149,8 +152,8 @@ async fn wait_for(inbox: &mut MessengerEvents, mut pred: impl FnMut(&ClientEvent
     }
 }
 
-/// Send→receive latencies (channel, DM), sorted.
-async fn latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+/// Send→receive latencies (channel, DM, channel with profiles on disk), sorted.
+async fn latency(n: usize) -> (Vec<Duration>, Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = mobium_homeserver::config::load(None, Vec::<(String, String)>::new()).unwrap();
     config.port = 0;
@@ -161,32 +164,9 @@ async fn latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
     let running = mobium_homeserver::server::start(config).await.unwrap();
     let url = running.ws_url();
 
-    let (alice, mut alice_in) = messenger(&url).await;
-    let (bob, mut bob_in) = messenger(&url).await;
-    let channel = alice.create_channel().await.unwrap();
-    let invite = alice
-        .client()
-        .invite_create(&channel, None, None)
-        .await
-        .unwrap();
-    bob.join(&invite.code).await.unwrap();
-    wait_for(&mut alice_in, |e| {
-        matches!(e, ClientEvent::MemberJoined { .. })
-    })
-    .await;
-
-    let mut chan = Vec::with_capacity(n);
-    for i in 0..n {
-        let text = format!("{i:0>200}");
-        let t = Instant::now();
-        alice.send_text(&channel, &text, None).await.unwrap();
-        wait_for(
-            &mut bob_in,
-            |e| matches!(e, ClientEvent::Message(m) if m.decryption.text() == Some(text.as_str())),
-        )
-        .await;
-        chan.push(t.elapsed());
-    }
+    let (alice, mut alice_in) = messenger(&url, None).await;
+    let (bob, mut bob_in) = messenger(&url, None).await;
+    let chan = channel_latency(&alice, &mut alice_in, &bob, &mut bob_in, n).await;
     let mut dm = Vec::with_capacity(n);
     for i in 0..n {
         let text = format!("{i:0>200}");
@@ -199,12 +179,50 @@ async fn latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
         .await;
         dm.push(t.elapsed());
     }
+    dm.sort();
     alice.close();
     bob.close();
+
+    let (carol, mut carol_in) = messenger(&url, Some(&dir.path().join("carol"))).await;
+    let (dave, mut dave_in) = messenger(&url, Some(&dir.path().join("dave"))).await;
+    let on_disk = channel_latency(&carol, &mut carol_in, &dave, &mut dave_in, n).await;
+    carol.close();
+    dave.close();
     running.shutdown().await.unwrap();
-    chan.sort();
-    dm.sort();
-    (chan, dm)
+    (chan, dm, on_disk)
+}
+
+/// `from` creates a channel and `to` joins it; then `n` messages, each timed from before
+/// `send_text` until `to` reports it decrypted. Sorted.
+async fn channel_latency(
+    from: &Messenger,
+    from_in: &mut MessengerEvents,
+    to: &Messenger,
+    to_in: &mut MessengerEvents,
+    n: usize,
+) -> Vec<Duration> {
+    let channel = from.create_channel().await.unwrap();
+    let invite = from
+        .client()
+        .invite_create(&channel, None, None)
+        .await
+        .unwrap();
+    to.join(&invite.code).await.unwrap();
+    wait_for(from_in, |e| matches!(e, ClientEvent::MemberJoined { .. })).await;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let text = format!("{i:0>200}");
+        let t = Instant::now();
+        from.send_text(&channel, &text, None).await.unwrap();
+        wait_for(
+            to_in,
+            |e| matches!(e, ClientEvent::Message(m) if m.decryption.text() == Some(text.as_str())),
+        )
+        .await;
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
 }
 
 fn main() {
@@ -217,7 +235,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (chan, dm) = runtime.block_on(latency(n_lat));
+    let (chan, dm, on_disk) = runtime.block_on(latency(n_lat));
 
     println!();
     println!("| measurement | n | result |");
@@ -236,5 +254,10 @@ fn main() {
         "| DM send→receive, encrypted, one server | {n_lat} | p50 {:.2?}, p99 {:.2?} |",
         percentile(&dm, 0.50),
         percentile(&dm, 0.99)
+    );
+    println!(
+        "| channel send→receive, encrypted profiles saved on both sides | {n_lat} | p50 {:.2?}, p99 {:.2?} |",
+        percentile(&on_disk, 0.50),
+        percentile(&on_disk, 0.99)
     );
 }
