@@ -171,7 +171,10 @@ async fn handle_direct(
     {
         state.fallback_used = true;
     }
-    if let Some(identity) = &dec.payload.sender_identity {
+    // A session created from this message was checked against this key (olm.rs).
+    if dec.used_key.is_some()
+        && let Some(identity) = &dec.payload.sender_identity
+    {
         state.note_contact(&d.from, &identity.key, now_ms());
     }
     let p = dec.payload;
