@@ -717,6 +717,53 @@ async fn one_time_keys_are_replenished(backend: Backend) {
     server.stop().await;
 }
 
+/// A user whose one-time keys were all claimed while offline is still reachable through the
+/// fallback key, and publishes new keys (a new fallback key among them) when back.
+async fn fallback_key_keeps_an_offline_user_reachable(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let bob = user(&server).await;
+    let bob_id = bob.id().clone();
+    let old_fallback = bob
+        .m
+        .with_state(|s| s.published_fallback().map(str::to_owned))
+        .await;
+    assert!(old_fallback.is_some());
+    bob.m.close();
+    let (claimer, _e, _k) = client(&server).await;
+    loop {
+        let bundle = claimer.keys_claim(&bob_id).await.unwrap();
+        if bundle.one_time_key.is_none() {
+            assert!(bundle.fallback_key.is_some());
+            break;
+        }
+    }
+    let mut alice = user(&server).await;
+    let hello = secret("via-fallback");
+    alice.m.send_dm(&bob_id, &hello).await.unwrap();
+
+    let mut bob = reopen(&server, bob).await;
+    assert_eq!(dm_text(&mut bob.inbox, alice.id()).await, hello);
+    let count = eventually(|| {
+        let (bob, old_fallback) = (&bob, &old_fallback);
+        async move {
+            let n = claimer_count(bob).await;
+            let fresh = bob
+                .m
+                .with_state(|s| s.published_fallback().map(str::to_owned))
+                .await;
+            (n >= 25 && fresh != *old_fallback).then_some(n)
+        }
+    })
+    .await;
+    assert!(count <= 50, "{count}");
+    let reply = secret("reply-after-fallback");
+    bob.m.send_dm(alice.id(), &reply).await.unwrap();
+    assert_eq!(dm_text(&mut alice.inbox, &bob_id).await, reply);
+    server.stop().await;
+}
+
 async fn claimer_count(u: &User) -> u32 {
     u.m.client().keys_count().await.unwrap().one_time
 }
@@ -728,4 +775,5 @@ both_backends!(
     reconnect_and_reload_lose_nothing,
     missing_key_is_requested_and_answered,
     one_time_keys_are_replenished,
+    fallback_key_keeps_an_offline_user_reachable,
 );

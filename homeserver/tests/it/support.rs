@@ -183,13 +183,16 @@ pub async fn client(server: &TestServer) -> (Client, Events, Keypair) {
     (c, e, key)
 }
 
-pub async fn connect_as(server: &TestServer, key: &Keypair) -> Result<(Client, Events), SdkError> {
+pub async fn connect_as(
+    server: &TestServer,
+    key: &(impl mobium_spec::Signer + ?Sized),
+) -> Result<(Client, Events), SdkError> {
     Client::connect(&server.ws_url(), key, ConnectOptions::default()).await
 }
 
 pub async fn connect_with_invite(
     server: &TestServer,
-    key: &Keypair,
+    key: &(impl mobium_spec::Signer + ?Sized),
     invite: &str,
 ) -> Result<(Client, Events), SdkError> {
     let opts = ConnectOptions {

@@ -74,6 +74,10 @@ pub(crate) async fn run(
                     }
                 }
             }
+            // Someone started a session with the fallback key: publish a new one now.
+            if state.fallback_used {
+                replenish(&shared, &mut state).await;
+            }
             if let Err(e) = shared.persist(&state) {
                 // Without a saved state nothing may be acknowledged: the messages come again.
                 tracing::error!(error = %e, "could not save the profile");

@@ -221,6 +221,11 @@ impl CryptoState {
             });
     }
 
+    /// The Curve25519 fallback key last published (hex), if any.
+    pub fn published_fallback(&self) -> Option<&str> {
+        self.published_fallback.as_deref()
+    }
+
     /// The persisted form.
     pub fn to_file(&self) -> StateFile {
         StateFile {
