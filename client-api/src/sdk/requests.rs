@@ -2,9 +2,9 @@
 //! application needs, each checking that the answer has the type the operation calls for.
 
 use mobium_spec::client::{
-    ChannelCreate, ChannelInfo, ChannelJoin, ChannelRef, DirectAck, DirectSend, DirectSent,
-    History, InviteCreate, InviteInfo, KeyBundle, KeysClaim, KeysCount, KeysUpload, Member,
-    MemberRef, MessageEdit, MessageSend, MessageSent, Messages, PresenceEntry, PresenceSet,
+    ChannelCreate, ChannelInfo, ChannelJoin, ChannelRef, ChannelUpdate, DirectAck, DirectSend,
+    DirectSent, History, InviteCreate, InviteInfo, KeyBundle, KeysClaim, KeysCount, KeysUpload,
+    Member, MemberRef, MessageEdit, MessageSend, MessageSent, Messages, PresenceEntry, PresenceSet,
     PresenceStatus, Request, Response,
 };
 use mobium_spec::{ChannelId, MessageId, UserId};
@@ -77,6 +77,19 @@ impl Client {
     pub async fn channel_create(&self, metadata: Vec<u8>) -> Result<ChannelId, SdkError> {
         let req = Request::ChannelCreate(ChannelCreate { metadata });
         Ok(expect_response!(self.request(req).await?, ChannelCreated)?.channel)
+    }
+
+    /// `channel_update`: replaces a channel's encrypted metadata.
+    pub async fn channel_update(
+        &self,
+        channel: &ChannelId,
+        metadata: Vec<u8>,
+    ) -> Result<(), SdkError> {
+        let req = Request::ChannelUpdate(ChannelUpdate {
+            channel: channel.clone(),
+            metadata,
+        });
+        expect_ok(self.request(req).await?)
     }
 
     /// `channel_list`: the caller's channels.

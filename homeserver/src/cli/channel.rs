@@ -1,8 +1,8 @@
-//! `mobium client channel create|list|members|send|history|kick|leave`: channels, whose messages
-//! are Megolm-encrypted by the members.
+//! `mobium client channel create|rename|list|members|send|history|kick|leave`: channels, whose
+//! messages, names and topics are Megolm-encrypted by the members.
 
 use clap::{Args, Subcommand};
-use mobium_client_api::sdk::e2ee::DecryptedMessage;
+use mobium_client_api::sdk::e2ee::{ChannelMeta, DecryptedMessage, MetadataDecryption};
 use mobium_spec::client::History;
 use serde_json::json;
 
@@ -11,7 +11,25 @@ use super::{CliError, Ctx, parse_channel, parse_message_id, parse_user};
 #[derive(Subcommand, Debug)]
 pub(crate) enum ChannelCommand {
     /// Create a channel on the home server (you are its owner).
-    Create,
+    Create {
+        /// Its name (encrypted: the server never sees it).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its topic (encrypted too).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Change a channel's name and topic (needs `manage_channel`).
+    Rename {
+        /// Channel id (#number@server).
+        channel: String,
+        /// The new name.
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+        /// The new topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
     /// List your channels.
     List,
     /// List a channel's members.
@@ -77,28 +95,54 @@ async fn run_connected(
     cmd: ChannelCommand,
 ) -> Result<(), CliError> {
     match cmd {
-        ChannelCommand::Create => {
-            let channel = m.create_channel().await?;
-            ctx.out.print(json!({"channel": channel.to_string()}), || {
-                format!("created {channel}")
-            });
+        ChannelCommand::Create { name, topic } => {
+            let meta = ChannelMeta { name, topic };
+            let channel = m.create_channel_with(&meta).await?;
+            ctx.out.print(
+                json!({"channel": channel.to_string(), "name": meta.name}),
+                || format!("created {channel}"),
+            );
+        }
+        ChannelCommand::Rename {
+            channel,
+            name,
+            topic,
+        } => {
+            let channel = parse_channel(&channel)?;
+            let meta = ChannelMeta {
+                name: Some(name),
+                topic,
+            };
+            m.set_metadata(&channel, &meta).await?;
+            ctx.out.print(
+                json!({"channel": channel.to_string(), "name": meta.name, "topic": meta.topic}),
+                || format!("renamed {channel}"),
+            );
         }
         ChannelCommand::List => {
-            let list = m.client().channel_list().await?;
+            let list = m.channels().await?;
             let rows: Vec<_> = list
                 .iter()
-                .map(|c| {
+                .map(|(c, meta)| {
                     json!({
                         "channel": c.channel.to_string(),
                         "owner": c.owner.to_string(),
                         "member_count": c.member_count,
                         "created_at": c.created_at,
+                        "metadata": MetadataDecryption::from(meta.clone()),
                     })
                 })
                 .collect();
             ctx.out.print(json!({"channels": rows}), || {
                 list.iter()
-                    .map(|c| format!("{} ({} members)", c.channel, c.member_count))
+                    .map(|(c, meta)| {
+                        let name = match meta {
+                            Ok(Some(ChannelMeta { name: Some(n), .. })) => n.clone(),
+                            Ok(_) => "(no name)".to_owned(),
+                            Err(f) => format!("[name unreadable: {f}]"),
+                        };
+                        format!("{} {name} ({} members)", c.channel, c.member_count)
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });

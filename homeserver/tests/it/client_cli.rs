@@ -140,7 +140,8 @@ async fn command_line_client_end_to_end(backend: Backend) {
     assert_eq!(again["messages"].as_array().unwrap().len(), 0);
 
     // A channel, an invite, messages both ways, history in pages.
-    let channel = s(&ok(&alice, a, &["channel", "create"]).await["channel"]);
+    let channel =
+        s(&ok(&alice, a, &["channel", "create", "--name", "The Garden"]).await["channel"]);
     let invite = ok(
         &alice,
         a,
@@ -173,8 +174,14 @@ async fn command_line_client_end_to_end(backend: Backend) {
     )
     .await;
     assert_eq!(texts(&older), ["first from Alice"]);
+    // Alice's first message after Bob joined also gave him the (encrypted) name.
     let list = ok(&bob, b, &["channel", "list"]).await;
     assert_eq!(s(&list["channels"][0]["channel"]), channel);
+    assert_eq!(
+        s(&list["channels"][0]["metadata"]["meta"]["name"]),
+        "The Garden",
+        "{list}"
+    );
     let members = ok(&alice, a, &["channel", "members", &channel]).await;
     assert_eq!(members["members"].as_array().unwrap().len(), 2);
 

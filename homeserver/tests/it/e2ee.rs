@@ -10,7 +10,8 @@ use std::time::Duration;
 use mobium_client_api::sdk::ConnectOptions;
 use mobium_client_api::sdk::e2ee::payload::{ChannelEnvelope, ToDeviceEnvelope};
 use mobium_client_api::sdk::e2ee::{
-    ClientEvent, CryptoState, DecryptedMessage, DecryptionFailure, Messenger,
+    ChannelMeta, ClientEvent, CryptoState, DecryptedMessage, DecryptionFailure, Messenger,
+    MetadataDecryption,
 };
 use mobium_client_api::sdk::profile::{KdfParams, Profile};
 use mobium_spec::client::{ChannelMessage, History};
@@ -139,7 +140,16 @@ fn secret(label: &str) -> String {
 
 /// A channel of `owner` that each of `others` joined; every member has seen every join.
 async fn channel_with(owner: &mut User, others: &mut [&mut User]) -> ChannelId {
-    let channel = owner.m.create_channel().await.unwrap();
+    named_channel_with(owner, others, &ChannelMeta::default()).await
+}
+
+/// [`channel_with`], with an (encrypted) name and topic set before anyone joins.
+async fn named_channel_with(
+    owner: &mut User,
+    others: &mut [&mut User],
+    meta: &ChannelMeta,
+) -> ChannelId {
+    let channel = owner.m.create_channel_with(meta).await.unwrap();
     let invite = owner
         .m
         .client()
@@ -199,8 +209,12 @@ async fn dm_and_channel_round_trip_leave_no_plaintext(backend: Backend) {
     assert_eq!((a_sessions, b_sessions), (1, 1));
     plaintexts.extend([hello, reply, again]);
 
-    // A three-member channel: everyone speaks, everyone reads everyone.
-    let channel = channel_with(&mut alice, &mut [&mut bob, &mut carol]).await;
+    // A three-member channel with a name and topic: everyone speaks, everyone reads everyone.
+    let meta = ChannelMeta {
+        name: Some(secret("channel-name")),
+        topic: Some(secret("channel-topic")),
+    };
+    let channel = named_channel_with(&mut alice, &mut [&mut bob, &mut carol], &meta).await;
     let (ta, tb, tc) = (secret("chan-a"), secret("chan-b"), secret("chan-c"));
     alice.m.send_text(&channel, &ta, None).await.unwrap();
     channel_text(&mut bob.inbox, &channel, alice.id(), &ta).await;
@@ -212,6 +226,35 @@ async fn dm_and_channel_round_trip_leave_no_plaintext(backend: Backend) {
     channel_text(&mut alice.inbox, &channel, carol.id(), &tc).await;
     channel_text(&mut bob.inbox, &channel, carol.id(), &tc).await;
     plaintexts.extend([ta.clone(), tb.clone(), tc.clone()]);
+
+    // The members who joined after the name was set can read it.
+    for u in [&bob, &carol] {
+        let seen = eventually(|| async {
+            let list = u.m.channels().await.unwrap();
+            let (_, m) = list.into_iter().find(|(i, _)| i.channel == channel)?;
+            m.ok().flatten()
+        })
+        .await;
+        assert_eq!(seen, meta);
+    }
+    // A rename reaches everyone as an event.
+    let renamed = ChannelMeta {
+        name: Some(secret("channel-rename")),
+        topic: None,
+    };
+    alice.m.set_metadata(&channel, &renamed).await.unwrap();
+    let got = expect_event(&mut carol.inbox, |e| match e {
+        ClientEvent::ChannelUpdated { metadata, .. } => Some(metadata.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        got,
+        MetadataDecryption::Ok {
+            meta: Some(renamed.clone())
+        }
+    );
+    plaintexts.extend(meta.name.into_iter().chain(meta.topic).chain(renamed.name));
 
     // Paging back through history decrypts too (own messages included).
     let mut texts = Vec::new();

@@ -6,7 +6,7 @@ use mobium_spec::client::{LeaveReason, PresenceStatus};
 use mobium_spec::{ChannelId, MessageId, UserId};
 use serde::Serialize;
 
-use super::payload::Content;
+use super::payload::{ChannelMeta, Content};
 
 /// Why a message could not be decrypted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -81,6 +81,31 @@ impl From<Result<Content, DecryptionFailure>> for Decryption {
         match r {
             Ok(content) => Decryption::Ok { content },
             Err(failure) => Decryption::Failed { failure },
+        }
+    }
+}
+
+/// A channel's metadata after decryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MetadataDecryption {
+    /// Decrypted (`None`: the channel has no metadata).
+    Ok {
+        /// Name and topic.
+        meta: Option<ChannelMeta>,
+    },
+    /// Not decrypted, and why.
+    Failed {
+        /// The reason.
+        failure: DecryptionFailure,
+    },
+}
+
+impl From<Result<Option<ChannelMeta>, DecryptionFailure>> for MetadataDecryption {
+    fn from(r: Result<Option<ChannelMeta>, DecryptionFailure>) -> Self {
+        match r {
+            Ok(meta) => MetadataDecryption::Ok { meta },
+            Err(failure) => MetadataDecryption::Failed { failure },
         }
     }
 }
@@ -176,6 +201,8 @@ pub enum ClientEvent {
     ChannelUpdated {
         /// The channel.
         channel: ChannelId,
+        /// The new name and topic, or why they cannot be read.
+        metadata: MetadataDecryption,
     },
     /// Someone's presence changed.
     Presence {

@@ -1,7 +1,8 @@
 //! Megolm group sessions for channels (spec `e2ee.md` §Channels): one outbound session per
 //! channel that rotates on every membership change, after 100 messages and after 7 days; the
 //! inbound sessions received from each member, keyed by (channel, sender, session id); replay
-//! detection by message index.
+//! detection by message index; and the separate metadata session that encrypts a channel's
+//! name and topic (§Channel metadata).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,7 +16,7 @@ use vodozemac::megolm::{
 
 use super::E2eeError;
 use super::events::DecryptionFailure;
-use super::payload::{ChannelEnvelope, Content};
+use super::payload::{ChannelEnvelope, ChannelMeta, Content, MetadataEnvelope};
 
 /// Messages one outbound session encrypts before it is replaced.
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
@@ -39,6 +40,9 @@ pub(crate) struct Shared {
     /// The other members at creation: the only ones a request is answered for.
     shared_with: BTreeSet<UserId>,
     created_at: u64,
+    /// A metadata session: every current member may have it, whenever they joined.
+    #[serde(default)]
+    metadata: bool,
 }
 
 struct Inbound {
@@ -74,6 +78,8 @@ pub struct NewSession {
 #[derive(Default)]
 pub struct GroupSessions {
     outbound: HashMap<ChannelId, Outbound>,
+    /// Metadata sessions by channel (their `rotate` is set when a member leaves).
+    metadata: HashMap<ChannelId, Outbound>,
     archive: HashMap<String, Shared>,
     inbound: HashMap<(ChannelId, UserId, String), Inbound>,
 }
@@ -116,22 +122,14 @@ impl GroupSessions {
             },
         );
         let session_key = key.to_bytes();
-        if self.archive.len() >= ARCHIVE_LIMIT
-            && let Some(oldest) = self
-                .archive
-                .iter()
-                .min_by_key(|(_, s)| s.created_at)
-                .map(|(id, _)| id.clone())
-        {
-            self.archive.remove(&oldest);
-        }
-        self.archive.insert(
+        self.remember(
             session_id.clone(),
             Shared {
                 channel: channel.clone(),
                 session_key: ByteBuf::from(session_key.clone()),
                 shared_with: others.clone(),
                 created_at: now,
+                metadata: false,
             },
         );
         self.outbound.insert(
@@ -149,6 +147,140 @@ impl GroupSessions {
         }
     }
 
+    fn remember(&mut self, session_id: String, shared: Shared) {
+        if self.archive.len() >= ARCHIVE_LIMIT
+            && let Some(oldest) = self
+                .archive
+                .iter()
+                .min_by_key(|(_, s)| s.created_at)
+                .map(|(id, _)| id.clone())
+        {
+            self.archive.remove(&oldest);
+        }
+        self.archive.insert(session_id, shared);
+    }
+
+    /// The metadata session of `channel` to encrypt with, created (and kept for reading,
+    /// like [`GroupSessions::rotate`]) when there is none or a member left since. Returns its
+    /// id and key, and whether it is new.
+    pub fn metadata_session(
+        &mut self,
+        channel: &ChannelId,
+        me: &UserId,
+        now: u64,
+    ) -> (String, Vec<u8>, bool) {
+        if let Some(out) = self.metadata.get(channel)
+            && !out.rotate
+        {
+            let id = out.session.session_id();
+            let key = self
+                .archive
+                .get(&id)
+                .map(|s| s.session_key.to_vec())
+                .unwrap_or_else(|| out.session.session_key().to_bytes());
+            return (id, key, false);
+        }
+        let session = GroupSession::new(SessionConfig::version_1());
+        let key = session.session_key();
+        let session_id = session.session_id();
+        self.inbound.insert(
+            (channel.clone(), me.clone(), session_id.clone()),
+            Inbound {
+                session: InboundGroupSession::new(&key, SessionConfig::version_1()),
+                seen: BTreeMap::new(),
+            },
+        );
+        let session_key = key.to_bytes();
+        self.remember(
+            session_id.clone(),
+            Shared {
+                channel: channel.clone(),
+                session_key: ByteBuf::from(session_key.clone()),
+                shared_with: BTreeSet::new(),
+                created_at: now,
+                metadata: true,
+            },
+        );
+        self.metadata.insert(
+            channel.clone(),
+            Outbound {
+                session,
+                created_at: now,
+                rotate: false,
+            },
+        );
+        (session_id, session_key, true)
+    }
+
+    /// The current metadata session of `channel` (id and key) and which of `members` do not
+    /// have it yet; `None` when this user holds no metadata session there.
+    pub fn metadata_unshared(
+        &self,
+        channel: &ChannelId,
+        members: &BTreeSet<UserId>,
+    ) -> Option<(String, Vec<u8>, Vec<UserId>)> {
+        let id = self.metadata.get(channel)?.session.session_id();
+        let shared = self.archive.get(&id)?;
+        let missing = members
+            .iter()
+            .filter(|m| !shared.shared_with.contains(*m))
+            .cloned()
+            .collect();
+        Some((id, shared.session_key.to_vec(), missing))
+    }
+
+    /// Notes that `members` were sent the metadata session `session_id`.
+    pub fn mark_metadata_shared(&mut self, session_id: &str, members: &[UserId]) {
+        if let Some(s) = self.archive.get_mut(session_id) {
+            s.shared_with.extend(members.iter().cloned());
+        }
+    }
+
+    /// Encrypts channel metadata with the channel's metadata session (see
+    /// [`GroupSessions::metadata_session`]); returns the [`MetadataEnvelope`] bytes.
+    pub fn encrypt_metadata(
+        &mut self,
+        channel: &ChannelId,
+        me: &UserId,
+        meta: &ChannelMeta,
+    ) -> Result<Vec<u8>, E2eeError> {
+        let out = self.metadata.get_mut(channel).ok_or(E2eeError::NoSession)?;
+        let message = out.session.encrypt(encoding::encode(meta));
+        Ok(encoding::encode(&MetadataEnvelope {
+            sender: me.clone(),
+            session_id: out.session.session_id(),
+            body: ByteBuf::from(message.to_bytes()),
+        }))
+    }
+
+    /// Decrypts a channel's `metadata` blob. Empty metadata is "no metadata".
+    pub fn decrypt_metadata(
+        &mut self,
+        channel: &ChannelId,
+        blob: &[u8],
+    ) -> Result<Option<(UserId, ChannelMeta)>, GroupFailure> {
+        if blob.is_empty() {
+            return Ok(None);
+        }
+        let corrupt =
+            |e: &dyn std::fmt::Display| GroupFailure::Failed(DecryptionFailure::corrupt(e));
+        let envelope: MetadataEnvelope = encoding::decode(blob).map_err(|e| corrupt(&e))?;
+        let k = (
+            channel.clone(),
+            envelope.sender.clone(),
+            envelope.session_id.clone(),
+        );
+        let Some(inbound) = self.inbound.get_mut(&k) else {
+            return Err(GroupFailure::MissingKey {
+                session_id: envelope.session_id,
+            });
+        };
+        let message = MegolmMessage::from_bytes(&envelope.body).map_err(|e| corrupt(&e))?;
+        let plain = inbound.session.decrypt(&message).map_err(|e| corrupt(&e))?;
+        let meta = encoding::decode::<ChannelMeta>(&plain.plaintext).map_err(|e| corrupt(&e))?;
+        Ok(Some((envelope.sender, meta)))
+    }
+
     /// Encrypts `content` with the channel's outbound session; returns the
     /// [`ChannelEnvelope`] bytes, the `ciphertext` of `message_send`.
     pub fn encrypt(
@@ -164,16 +296,21 @@ impl GroupSessions {
         }))
     }
 
-    /// A membership change: the next message in `channel` uses a new session.
-    pub fn mark_rotation(&mut self, channel: &ChannelId) {
+    /// A membership change: the next message in `channel` uses a new session; after a
+    /// departure (`left`), the next metadata update too.
+    pub fn mark_rotation(&mut self, channel: &ChannelId, left: bool) {
         if let Some(out) = self.outbound.get_mut(channel) {
+            out.rotate = true;
+        }
+        if left && let Some(out) = self.metadata.get_mut(channel) {
             out.rotate = true;
         }
     }
 
-    /// This user left `channel`: never use its outbound session again.
+    /// This user left `channel`: never use its outbound sessions again.
     pub fn forget_outbound(&mut self, channel: &ChannelId) {
         self.outbound.remove(channel);
+        self.metadata.remove(channel);
     }
 
     /// The current outbound session id of `channel`, if any.
@@ -260,7 +397,7 @@ impl GroupSessions {
         requester: &UserId,
     ) -> Option<Vec<u8>> {
         let shared = self.archive.get(session_id)?;
-        (shared.channel == *channel && shared.shared_with.contains(requester))
+        (shared.channel == *channel && (shared.metadata || shared.shared_with.contains(requester)))
             .then(|| shared.session_key.to_vec())
     }
 
@@ -268,6 +405,16 @@ impl GroupSessions {
         GroupPickle {
             outbound: self
                 .outbound
+                .iter()
+                .map(|(c, o)| OutboundPickle {
+                    channel: c.clone(),
+                    session: o.session.pickle(),
+                    created_at: o.created_at,
+                    rotate: o.rotate,
+                })
+                .collect(),
+            metadata: self
+                .metadata
                 .iter()
                 .map(|(c, o)| OutboundPickle {
                     channel: c.clone(),
@@ -294,6 +441,20 @@ impl GroupSessions {
         GroupSessions {
             outbound: p
                 .outbound
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.channel,
+                        Outbound {
+                            session: GroupSession::from_pickle(o.session),
+                            created_at: o.created_at,
+                            rotate: o.rotate,
+                        },
+                    )
+                })
+                .collect(),
+            metadata: p
+                .metadata
                 .into_iter()
                 .map(|o| {
                     (
@@ -345,6 +506,8 @@ pub(crate) struct InboundPickle {
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct GroupPickle {
     outbound: Vec<OutboundPickle>,
+    #[serde(default)]
+    metadata: Vec<OutboundPickle>,
     archive: HashMap<String, Shared>,
     inbound: Vec<InboundPickle>,
 }

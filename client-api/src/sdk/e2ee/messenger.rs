@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mobium_spec::client::{ChannelInfo, ChannelMessage, DirectSent, History, MessageSent};
-use mobium_spec::{ChannelId, MessageId, UserId};
+use mobium_spec::{ChannelId, MessageId, UserId, encoding};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use super::events::{ClientEvent, DecryptedMessage, Decryption, DecryptionFailure};
 use super::megolm::GroupFailure;
-use super::payload::{self, Content, ToDevicePayload};
+use super::payload::{self, ChannelMeta, Content, MetadataEnvelope, ToDevicePayload};
 use super::state::{CryptoState, hex_lower};
 use super::{E2eeError, process};
 use crate::sdk::profile::Profile;
@@ -165,23 +165,86 @@ impl Shared {
         edited: bool,
     ) {
         state.keep_pending(message.clone(), session_id.clone(), edited);
-        let key = (
-            message.channel.clone(),
-            message.sender.clone(),
-            session_id.clone(),
-        );
-        if message.sender == self.me || !state.requested.insert(key) {
+        self.ask_for_session(state, &message.channel, &message.sender, session_id)
+            .await;
+    }
+
+    /// Sends `sender` one `megolm_request` for its session (not again until the key came).
+    pub(crate) async fn ask_for_session(
+        &self,
+        state: &mut CryptoState,
+        channel: &ChannelId,
+        sender: &UserId,
+        session_id: String,
+    ) {
+        let key = (channel.clone(), sender.clone(), session_id.clone());
+        if *sender == self.me || !state.requested.insert(key) {
             return;
         }
-        let mut req = ToDevicePayload::new(
-            payload::MEGOLM_REQUEST,
-            self.me.clone(),
-            message.sender.clone(),
-        );
-        req.channel = Some(message.channel.clone());
+        let mut req =
+            ToDevicePayload::new(payload::MEGOLM_REQUEST, self.me.clone(), sender.clone());
+        req.channel = Some(channel.clone());
         req.session_id = Some(session_id);
-        if let Err(e) = self.send_to_device(state, &message.sender, req).await {
-            tracing::warn!(error = %e, sender = %message.sender, "could not request a session key");
+        if let Err(e) = self.send_to_device(state, sender, req).await {
+            tracing::warn!(error = %e, %sender, "could not request a session key");
+        }
+    }
+
+    /// Shares one of our sessions of `channel` with `member` (`megolm_session`).
+    pub(crate) async fn share_session(
+        &self,
+        state: &mut CryptoState,
+        channel: &ChannelId,
+        member: &UserId,
+        session_id: &str,
+        session_key: &[u8],
+    ) {
+        let mut share =
+            ToDevicePayload::new(payload::MEGOLM_SESSION, self.me.clone(), member.clone());
+        share.channel = Some(channel.clone());
+        share.session_id = Some(session_id.to_owned());
+        share.session_key = Some(serde_bytes::ByteBuf::from(session_key.to_vec()));
+        // A member we cannot reach now can ask for the key later.
+        if let Err(e) = self.send_to_device(state, member, share).await {
+            tracing::warn!(error = %e, %member, "could not share a session key");
+        }
+    }
+
+    /// Gives every member in `members` who lacks it this user's metadata session of `channel`.
+    pub(crate) async fn share_metadata(
+        &self,
+        state: &mut CryptoState,
+        channel: &ChannelId,
+        members: &BTreeSet<UserId>,
+    ) {
+        let Some((id, key, missing)) = state.groups.metadata_unshared(channel, members) else {
+            return;
+        };
+        for member in &missing {
+            self.share_session(state, channel, member, &id, &key).await;
+        }
+        state.groups.mark_metadata_shared(&id, &missing);
+    }
+
+    /// Decrypts a channel's metadata blob; a missing key is asked for.
+    pub(crate) async fn decrypt_metadata(
+        &self,
+        state: &mut CryptoState,
+        channel: &ChannelId,
+        blob: &[u8],
+    ) -> Result<Option<ChannelMeta>, DecryptionFailure> {
+        match state.groups.decrypt_metadata(channel, blob) {
+            Ok(m) => Ok(m.map(|(_, meta)| meta)),
+            Err(GroupFailure::Failed(f)) => Err(f),
+            Err(GroupFailure::MissingKey { session_id }) => {
+                let sender = match encoding::decode::<MetadataEnvelope>(blob) {
+                    Ok(e) => e.sender,
+                    Err(e) => return Err(DecryptionFailure::corrupt(e)),
+                };
+                self.ask_for_session(state, channel, &sender, session_id)
+                    .await;
+                Err(DecryptionFailure::MissingKey)
+            }
         }
     }
 }
@@ -332,19 +395,20 @@ impl Messenger {
             let new = state.groups.rotate(channel, &self.shared.me, others, now);
             self.shared.persist(&state)?;
             for member in &new.recipients {
-                let mut share = ToDevicePayload::new(
-                    payload::MEGOLM_SESSION,
-                    self.shared.me.clone(),
-                    member.clone(),
-                );
-                share.channel = Some(channel.clone());
-                share.session_id = Some(new.session_id.clone());
-                share.session_key = Some(serde_bytes::ByteBuf::from(new.session_key.clone()));
-                // A member we cannot reach now can ask for the key later.
-                if let Err(e) = self.shared.send_to_device(&mut state, member, share).await {
-                    tracing::warn!(error = %e, %member, "could not share a session key");
-                }
+                self.shared
+                    .share_session(
+                        &mut state,
+                        channel,
+                        member,
+                        &new.session_id,
+                        &new.session_key,
+                    )
+                    .await;
             }
+            // Members who joined since the name was set get it now too.
+            self.shared
+                .share_metadata(&mut state, channel, &new.recipients)
+                .await;
         }
         let ct = state.groups.encrypt(channel, content)?;
         self.shared.persist(&state)?;
@@ -358,6 +422,61 @@ impl Messenger {
         state.joined_at.insert(channel.clone(), now_ms());
         self.shared.persist(&state)?;
         Ok(channel)
+    }
+
+    /// Creates a channel whose name (and topic) are encrypted in its metadata.
+    pub async fn create_channel_with(&self, meta: &ChannelMeta) -> Result<ChannelId, E2eeError> {
+        let channel = self.create_channel().await?;
+        if *meta != ChannelMeta::default() {
+            self.set_metadata(&channel, meta).await?;
+        }
+        Ok(channel)
+    }
+
+    /// Encrypts `meta` with this user's metadata session for `channel` (shared with every
+    /// member when new; later joiners get it when this client sees them join, or on request)
+    /// and stores it with `channel_update`.
+    pub async fn set_metadata(
+        &self,
+        channel: &ChannelId,
+        meta: &ChannelMeta,
+    ) -> Result<(), E2eeError> {
+        let mut state = self.shared.state.lock().await;
+        let others = self.shared.other_members(channel).await?;
+        let (_, _, new) = state
+            .groups
+            .metadata_session(channel, &self.shared.me, now_ms());
+        if new {
+            self.shared.persist(&state)?;
+        }
+        self.shared
+            .share_metadata(&mut state, channel, &others)
+            .await;
+        let blob = state
+            .groups
+            .encrypt_metadata(channel, &self.shared.me, meta)?;
+        self.shared.persist(&state)?;
+        drop(state);
+        Ok(self.shared.client.channel_update(channel, blob).await?)
+    }
+
+    /// The caller's channels with their decrypted metadata (or why it cannot be read; a missing
+    /// key is asked for).
+    pub async fn channels(
+        &self,
+    ) -> Result<Vec<(ChannelInfo, Result<Option<ChannelMeta>, DecryptionFailure>)>, E2eeError> {
+        let list = self.shared.client.channel_list().await?;
+        let mut state = self.shared.state.lock().await;
+        let mut out = Vec::with_capacity(list.len());
+        for info in list {
+            let meta = self
+                .shared
+                .decrypt_metadata(&mut state, &info.channel, &info.metadata)
+                .await;
+            out.push((info, meta));
+        }
+        self.shared.persist(&state)?;
+        Ok(out)
     }
 
     /// Joins a channel with an invite code and records when.
@@ -376,7 +495,7 @@ impl Messenger {
         self.shared.client.channel_kick(channel, user).await?;
         self.shared.forget_members(Some(channel));
         let mut state = self.shared.state.lock().await;
-        state.groups.mark_rotation(channel);
+        state.groups.mark_rotation(channel, true);
         self.shared.persist(&state)?;
         Ok(())
     }

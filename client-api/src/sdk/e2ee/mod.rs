@@ -21,9 +21,11 @@ pub mod state;
 mod tests;
 
 pub use account::{AccountSigner, UserAccount};
-pub use events::{ClientEvent, DecryptedMessage, Decryption, DecryptionFailure, DirectText};
+pub use events::{
+    ClientEvent, DecryptedMessage, Decryption, DecryptionFailure, DirectText, MetadataDecryption,
+};
 pub use messenger::{Messenger, MessengerEvents, now_ms};
-pub use payload::Content;
+pub use payload::{ChannelMeta, Content};
 pub use state::CryptoState;
 
 use super::SdkError;

@@ -88,6 +88,30 @@ pub struct ChannelEnvelope {
     pub body: ByteBuf,
 }
 
+/// A channel's `metadata` blob (spec `e2ee.md` §Channel metadata): Megolm ciphertext of the
+/// setter's metadata session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataEnvelope {
+    /// Who encrypted it (the holder of the metadata session).
+    pub sender: UserId,
+    /// The metadata session id.
+    pub session_id: String,
+    /// `MegolmMessage::to_bytes()`.
+    pub body: ByteBuf,
+}
+
+/// A channel's name and topic: the Megolm plaintext of its metadata (client-defined; this
+/// client writes `{"name": …, "topic": …}`, absent fields omitted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMeta {
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
 /// What a user wrote: the Megolm plaintext of a channel message, and the content of a direct
 /// message. Client-defined; this client writes `{"type": "text", "body": …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -304,7 +304,10 @@ async fn handle_event(
             if m.user == shared.me {
                 state.joined_at.remove(&m.channel);
             } else {
-                state.groups.mark_rotation(&m.channel);
+                state.groups.mark_rotation(&m.channel, false);
+                // Whoever set the metadata gives its key to each new member.
+                let newcomer = std::collections::BTreeSet::from([m.user.clone()]);
+                shared.share_metadata(state, &m.channel, &newcomer).await;
             }
             out.push(ClientEvent::MemberJoined {
                 channel: m.channel,
@@ -317,7 +320,7 @@ async fn handle_event(
                 state.groups.forget_outbound(&m.channel);
                 state.joined_at.remove(&m.channel);
             } else {
-                state.groups.mark_rotation(&m.channel);
+                state.groups.mark_rotation(&m.channel, true);
             }
             out.push(ClientEvent::MemberLeft {
                 channel: m.channel,
@@ -325,7 +328,15 @@ async fn handle_event(
                 reason: m.reason,
             });
         }
-        Event::ChannelUpdated(u) => out.push(ClientEvent::ChannelUpdated { channel: u.channel }),
+        Event::ChannelUpdated(u) => {
+            let meta = shared
+                .decrypt_metadata(state, &u.channel, &u.metadata)
+                .await;
+            out.push(ClientEvent::ChannelUpdated {
+                channel: u.channel,
+                metadata: meta.into(),
+            });
+        }
         Event::Presence(p) => out.push(ClientEvent::Presence {
             user: p.user,
             status: p.status,

@@ -178,7 +178,7 @@ fn megolm_rotates_on_members_budget_and_age() {
     let more = BTreeSet::from([bob.clone(), carol]);
     assert!(alice.groups.needs_rotation(&channel, &more, 1));
     // A membership event.
-    alice.groups.mark_rotation(&channel);
+    alice.groups.mark_rotation(&channel, false);
     assert!(alice.groups.needs_rotation(&channel, &members, 1));
     alice.groups.rotate(&channel, &a, members.clone(), 10);
     // Message budget.
