@@ -4,7 +4,7 @@
 //! ciphertext is reported as a decryption failure; reconnection and profile reloads lose
 //! nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mobium_client_api::sdk::ConnectOptions;
@@ -297,94 +297,6 @@ async fn dm_and_channel_round_trip_leave_no_plaintext(backend: Backend) {
         assert_clean(&files_of(&server.config.data_dir), &plaintexts, alice.id());
     }
     server.stop().await;
-}
-
-/// Everything the server stored, as (where, bytes): for SQLite every file of the data
-/// directory (database, `-wal`, `-shm`, key); for PostgreSQL every row of every table as text
-/// (bytea columns show as `\\x<hex>`).
-async fn stored_bytes(server: &TestServer) -> Vec<(String, Vec<u8>)> {
-    match &server.pg_db {
-        None => {
-            let files = files_of(&server.config.data_dir);
-            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-            assert!(
-                names.iter().any(|n| n.ends_with("mobium.db")),
-                "files: {names:?}"
-            );
-            assert!(
-                names.iter().any(|n| n.ends_with("mobium.db-wal")),
-                "the WAL is there to be searched: {names:?}"
-            );
-            files
-        }
-        Some(db) => {
-            use sqlx::{Connection, Row};
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            let tables: Vec<String> = sqlx::query(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-            assert!(
-                tables.iter().any(|t| t.contains("message")),
-                "tables: {tables:?}"
-            );
-            let mut out = Vec::new();
-            for table in &tables {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT t::text FROM \"{table}\" t"
-                )))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-                for row in rows {
-                    out.push((table.clone(), row.get::<String, _>(0).into_bytes()));
-                }
-            }
-            out
-        }
-    }
-}
-
-fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-        .collect()
-}
-
-/// Where `needle` occurs in `stored`, as raw bytes or (for PostgreSQL's bytea text) as hex.
-fn occurrences(stored: &[(String, Vec<u8>)], needle: &str) -> Vec<String> {
-    let hexed = hex::encode(needle);
-    stored
-        .iter()
-        .filter(|(_, b)| contains(b, needle.as_bytes()) || contains(b, hexed.as_bytes()))
-        .map(|(w, _)| w.clone())
-        .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// No plaintext is stored; the search itself works (the sender's id, which the server must
-/// know, is found).
-fn assert_clean(stored: &[(String, Vec<u8>)], plaintexts: &[String], control: &UserId) {
-    assert!(
-        !occurrences(stored, &control.key.to_string()).is_empty(),
-        "the search finds what the server does store"
-    );
-    for p in plaintexts {
-        let found = occurrences(stored, p);
-        assert!(found.is_empty(), "{p} found in {found:?}");
-    }
 }
 
 /// Proof (3): after a kick, the removed member gets no new key and cannot decrypt; a member who
