@@ -69,7 +69,15 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DmCommand) -> Result<(), CliError> {
                     }
                 }
             }
+            // Whatever the client still processes (and acknowledges) after this is reported
+            // too: nothing acknowledged goes unseen.
             m.close();
+            let deadline = tokio::time::Instant::now() + ctx.timeout;
+            while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
+                if let ClientEvent::Direct(d) = e {
+                    got.push(d);
+                }
+            }
             ctx.out.print(json!({"messages": got}), || {
                 if got.is_empty() {
                     return "no direct messages".to_owned();

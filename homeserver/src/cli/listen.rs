@@ -61,7 +61,18 @@ pub(crate) async fn run(ctx: &Ctx, a: ListenArgs) -> Result<(), CliError> {
         }
         print(ctx, &event);
     }
+    // What the client processes (and so acknowledges) while closing is printed too: nothing
+    // acknowledged goes unseen.
     m.close();
+    let deadline = tokio::time::Instant::now() + ctx.timeout;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        if !matches!(
+            event,
+            ClientEvent::Connected { .. } | ClientEvent::Disconnected { .. }
+        ) {
+            print(ctx, &event);
+        }
+    }
     Ok(())
 }
 

@@ -19,10 +19,12 @@ use crate::sdk::{Notice, Notices, SdkError};
 /// Notices handled before one save and one acknowledgement.
 const BATCH: usize = 256;
 
-/// Per-connection bookkeeping: how many queued messages are still to come.
+/// Per-connection bookkeeping: how many queued messages are still to come. A message that
+/// arrived while the queue was counted comes twice (live and queued), so ids are counted once.
 struct Sync {
     remaining: u64,
     done: bool,
+    ids: std::collections::HashSet<MessageId>,
 }
 
 /// Runs until the client is closed.
@@ -35,6 +37,7 @@ pub(crate) async fn run(
     let mut sync = Sync {
         remaining: 0,
         done: true,
+        ids: Default::default(),
     };
     while let Some(first) = notices.recv().await {
         let mut batch = vec![first];
@@ -54,6 +57,7 @@ pub(crate) async fn run(
                         sync = Sync {
                             remaining: u64::from(authed.queued),
                             done: false,
+                            ids: Default::default(),
                         };
                         shared.forget_members(None);
                         out.push(ClientEvent::Connected {
@@ -63,7 +67,9 @@ pub(crate) async fn run(
                     }
                     Notice::Disconnected(reason) => out.push(ClientEvent::Disconnected { reason }),
                     Notice::Event(Event::Direct(d)) => {
-                        sync.remaining = sync.remaining.saturating_sub(1);
+                        if !sync.done && sync.ids.insert(d.id) {
+                            sync.remaining = sync.remaining.saturating_sub(1);
+                        }
                         acks.push(d.id);
                         if state.first_time_direct(d.id) {
                             handle_direct(&shared, &mut state, d, &mut out).await;
@@ -98,6 +104,7 @@ pub(crate) async fn run(
         }
         if !sync.done && sync.remaining == 0 {
             sync.done = true;
+            sync.ids.clear();
             synced.send_modify(|n| *n += 1);
         }
     }
