@@ -1,5 +1,8 @@
 //! The `mobium` binary: `mobium serve` runs a homeserver (zero configuration: SQLite in
-//! `./data/`, clients on 127.0.0.1:8443).
+//! `./data/`, clients on 127.0.0.1:8443); `mobium client …` is an end-to-end encrypted
+//! command-line client ([`cli`]).
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,12 +29,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
+    Client(cli::ClientArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Client(args) => cli::run(args),
     }
 }
 

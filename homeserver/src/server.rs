@@ -165,6 +165,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .await
             }
             None => {
+                // Small frames must not wait for the peer's delayed ACK (Nagle).
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, service)
                     .with_graceful_shutdown(stopped)
                     .await

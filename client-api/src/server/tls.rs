@@ -98,6 +98,8 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                // Small frames must not wait for the peer's delayed ACK (Nagle).
+                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -48,20 +48,35 @@ impl FederationHandler for App {
             return Ok(Ack::default());
         }
         let mut rejected = Vec::new();
-        for (index, event) in txn.events.into_iter().enumerate() {
-            match apply(self, origin, event).await {
-                Outcome::Done => {}
-                Outcome::Refused(error) => {
-                    tracing::info!(%origin, index, code = %error.code, message = %error.message, "refused a federated event");
-                    rejected.push(Rejected {
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                        error,
-                    });
+        let mut refuse = |index: usize, error: ErrorBody| {
+            tracing::info!(%origin, index, code = %error.code, message = %error.message, "refused a federated event");
+            rejected.push(Rejected {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                error,
+            });
+        };
+        let mut events = txn.events.into_iter().enumerate().peekable();
+        while let Some((index, event)) = events.next() {
+            let outcomes = match event {
+                // A run of to-device messages is queued in one database transaction.
+                FedEvent::Direct(first) => {
+                    let mut run = vec![(index, first)];
+                    while let Some((_, FedEvent::Direct(_))) = events.peek() {
+                        if let Some((i, FedEvent::Direct(d))) = events.next() {
+                            run.push((i, d));
+                        }
+                    }
+                    directs(self, origin, run).await
                 }
-                Outcome::Retry(error) => {
-                    // Nothing after this event is applied; the peer retries the whole batch and
-                    // the events before it are idempotent.
-                    return Err(error);
+                other => vec![(index, apply(self, origin, other).await)],
+            };
+            for (index, outcome) in outcomes {
+                match outcome {
+                    Outcome::Done => {}
+                    Outcome::Refused(error) => refuse(index, error),
+                    // Nothing after this event is applied; the peer retries the whole batch
+                    // and the events before it are idempotent.
+                    Outcome::Retry(error) => return Err(error),
                 }
             }
         }
@@ -89,7 +104,12 @@ impl FederationHandler for App {
 
 async fn apply(app: &App, origin: &ServerName, event: FedEvent) -> Outcome {
     let r = match event {
-        FedEvent::Direct(d) => direct(app, origin, d).await,
+        FedEvent::Direct(d) => {
+            return directs(app, origin, vec![(0, d)])
+                .await
+                .pop()
+                .map_or(Outcome::Done, |(_, o)| o);
+        }
         FedEvent::ChannelSend(s) => channel_send(app, origin, s).await,
         FedEvent::ChannelEdit(e) => channel_edit(app, origin, e).await,
         FedEvent::ChannelDelete(d) => channel_delete(app, origin, d).await,
@@ -114,35 +134,77 @@ fn from_origin(origin: &ServerName, user: &mobium_spec::UserId) -> Result<(), Er
     Ok(())
 }
 
-async fn direct(app: &App, origin: &ServerName, d: FedDirect) -> Result<(), ErrorBody> {
-    from_origin(origin, &d.from)?;
-    if !app.is_local(&d.to) || !app.store.user_exists(&d.to.key).await? {
-        return Err(err(ErrorCode::NotFound, "no such user on this server"));
-    }
+/// Queues a run of to-device messages for local users, in one database transaction.
+async fn directs(
+    app: &App,
+    origin: &ServerName,
+    run: Vec<(usize, FedDirect)>,
+) -> Vec<(usize, Outcome)> {
     let now = now_ms();
     let ttl = u64::try_from(app.settings.message_ttl.as_millis()).unwrap_or(u64::MAX);
-    let row = DirectRow {
-        id: app.next_id(),
-        recipient: d.to.clone(),
-        sender: d.from.clone(),
-        ciphertext: d.ciphertext,
-        sent_at: d.sent_at,
-        expires_at: now.saturating_add(ttl),
-    };
-    let fresh = app
-        .store
-        .direct_enqueue_remote(&row, origin, d.id, app.settings.max_offline_messages)
-        .await?;
-    if fresh {
-        let frame = encode_event(&Event::Direct(DirectMessage {
-            id: row.id,
-            from: row.sender,
-            ciphertext: row.ciphertext,
-            sent_at: row.sent_at,
-        }));
-        app.hub.push(&d.to.key, &frame);
+    let mut out = Vec::with_capacity(run.len());
+    let mut accepted = Vec::with_capacity(run.len());
+    for (index, d) in run {
+        if let Err(e) = from_origin(origin, &d.from) {
+            out.push((index, Outcome::Refused(e)));
+            continue;
+        }
+        let known =
+            app.is_local(&d.to) && matches!(app.store.user_exists(&d.to.key).await, Ok(true));
+        if !known {
+            out.push((
+                index,
+                Outcome::Refused(err(ErrorCode::NotFound, "no such user on this server")),
+            ));
+            continue;
+        }
+        let row = DirectRow {
+            id: app.next_id(),
+            recipient: d.to.clone(),
+            sender: d.from.clone(),
+            ciphertext: d.ciphertext,
+            sent_at: d.sent_at,
+            expires_at: now.saturating_add(ttl),
+        };
+        accepted.push((index, (row, d.id)));
     }
-    Ok(())
+    if accepted.is_empty() {
+        return out;
+    }
+    let items: Vec<(DirectRow, mobium_spec::MessageId)> =
+        accepted.iter().map(|(_, x)| x.clone()).collect();
+    let results = match app
+        .timed(app.store.direct_enqueue_remote_many(
+            origin,
+            &items,
+            app.settings.max_offline_messages,
+        ))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            out.push((accepted[0].0, e.into()));
+            return out;
+        }
+    };
+    for ((index, (row, _)), result) in accepted.into_iter().zip(results) {
+        match result {
+            Ok(true) => {
+                let frame = encode_event(&Event::Direct(DirectMessage {
+                    id: row.id,
+                    from: row.sender,
+                    ciphertext: row.ciphertext,
+                    sent_at: row.sent_at,
+                }));
+                app.hub.push(&row.recipient.key, &frame);
+                out.push((index, Outcome::Done));
+            }
+            Ok(false) => out.push((index, Outcome::Done)),
+            Err(e) => out.push((index, e.into())),
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
 }
 
 /// A channel hosted here, named by a peer.

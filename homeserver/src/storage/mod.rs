@@ -441,6 +441,17 @@ pub trait Store: Send + Sync + 'static {
     /// Number of pending events for `destination`.
     async fn outbox_len(&self, destination: &ServerName) -> StoreResult<u64>;
 
+    /// [`direct_enqueue_remote`](Self::direct_enqueue_remote) for several messages from one
+    /// origin, committed together (one commit per federation transaction); each item is
+    /// independent: `Ok(true)` queued, `Ok(false)` queued before, `Err(QueueFull | Conflict)`
+    /// refused. An `Err` of the whole call means nothing was written.
+    async fn direct_enqueue_remote_many(
+        &self,
+        origin: &ServerName,
+        items: &[(DirectRow, MessageId)],
+        max_queued: u32,
+    ) -> StoreResult<Vec<StoreResult<bool>>>;
+
     // ---- federation: inbound idempotency ----
     /// Whether a transaction `(origin, txn_id)` was already processed.
     async fn txn_seen(&self, origin: &ServerName, txn_id: u64) -> StoreResult<bool>;

@@ -7,10 +7,13 @@ mod support;
 
 mod auth;
 mod channels;
+mod client_cli;
 mod direct;
 mod durability;
+mod e2ee;
 mod federation;
 mod http;
 mod keys;
 mod presence;
+mod sdk;
 mod transport;

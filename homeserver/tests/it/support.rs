@@ -2,6 +2,7 @@
 //! fresh database per test, when `MOBIUM_TEST_POSTGRES_URL` is set), clients over real
 //! WebSockets, and poll-until helpers instead of sleeps.
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -9,7 +10,7 @@ use mobium_client_api::sdk::{Client, ConnectOptions, Events, SdkError};
 use mobium_homeserver::config::{self, Config};
 use mobium_homeserver::server::{self, Running};
 use mobium_spec::client::{Event, Request, Response, ServerFrame};
-use mobium_spec::{Keypair, encoding};
+use mobium_spec::{Keypair, UserId, encoding};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -202,13 +203,16 @@ pub async fn client(server: &TestServer) -> (Client, Events, Keypair) {
     (c, e, key)
 }
 
-pub async fn connect_as(server: &TestServer, key: &Keypair) -> Result<(Client, Events), SdkError> {
+pub async fn connect_as(
+    server: &TestServer,
+    key: &(impl mobium_spec::Signer + ?Sized),
+) -> Result<(Client, Events), SdkError> {
     Client::connect(&server.ws_url(), key, ConnectOptions::default()).await
 }
 
 pub async fn connect_with_invite(
     server: &TestServer,
-    key: &Keypair,
+    key: &(impl mobium_spec::Signer + ?Sized),
     invite: &str,
 ) -> Result<(Client, Events), SdkError> {
     let opts = ConnectOptions {
@@ -402,4 +406,92 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// Everything the server stored, as (where, bytes): for SQLite every file of the data
+/// directory (database, `-wal`, `-shm`, key); for PostgreSQL every row of every table as text
+/// (bytea columns show as `\\x<hex>`).
+pub async fn stored_bytes(server: &TestServer) -> Vec<(String, Vec<u8>)> {
+    match &server.pg_db {
+        None => {
+            let files = files_of(&server.config.data_dir);
+            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+            assert!(
+                names.iter().any(|n| n.ends_with("mobium.db")),
+                "files: {names:?}"
+            );
+            assert!(
+                names.iter().any(|n| n.ends_with("mobium.db-wal")),
+                "the WAL is there to be searched: {names:?}"
+            );
+            files
+        }
+        Some(db) => {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let tables: Vec<String> = sqlx::query(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+            assert!(
+                tables.iter().any(|t| t.contains("message")),
+                "tables: {tables:?}"
+            );
+            let mut out = Vec::new();
+            for table in &tables {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM \"{table}\" t"
+                )))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for row in rows {
+                    out.push((table.clone(), row.get::<String, _>(0).into_bytes()));
+                }
+            }
+            out
+        }
+    }
+}
+
+pub fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// Where `needle` occurs in `stored`, as raw bytes or (for PostgreSQL's bytea text) as hex.
+fn occurrences(stored: &[(String, Vec<u8>)], needle: &str) -> Vec<String> {
+    let hexed = hex::encode(needle);
+    stored
+        .iter()
+        .filter(|(_, b)| contains(b, needle.as_bytes()) || contains(b, hexed.as_bytes()))
+        .map(|(w, _)| w.clone())
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// No plaintext is stored; the search itself works (the sender's id, which the server must
+/// know, is found).
+pub fn assert_clean(stored: &[(String, Vec<u8>)], plaintexts: &[String], control: &UserId) {
+    assert!(
+        !occurrences(stored, &control.key.to_string()).is_empty(),
+        "the search finds what the server does store"
+    );
+    for p in plaintexts {
+        let found = occurrences(stored, p);
+        assert!(found.is_empty(), "{p} found in {found:?}");
+    }
 }

@@ -412,6 +412,15 @@ impl Store for PgStore {
         federation::txn_purge_before(&self.pool, cutoff).await
     }
 
+    async fn direct_enqueue_remote_many(
+        &self,
+        origin: &ServerName,
+        items: &[(DirectRow, MessageId)],
+        max_queued: u32,
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
+        direct::direct_enqueue_remote_many(&self.pool, origin, items, max_queued).await
+    }
+
     async fn direct_enqueue_remote(
         &self,
         row: &DirectRow,

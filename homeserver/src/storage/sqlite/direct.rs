@@ -132,3 +132,47 @@ pub(super) async fn direct_purge_expired(pool: &SqlitePool, now: u64) -> StoreRe
         .await?;
     Ok(done.rows_affected())
 }
+
+/// Queues several messages from `origin` in ONE transaction (one commit for a whole federation
+/// transaction), each under its own savepoint so a full queue or a duplicate affects only that
+/// message. Per item: `Ok(true)` queued, `Ok(false)` queued before, `Err` refused.
+pub(super) async fn direct_enqueue_remote_many(
+    pool: &SqlitePool,
+    origin: &ServerName,
+    items: &[(DirectRow, MessageId)],
+    max_queued: u32,
+) -> StoreResult<Vec<StoreResult<bool>>> {
+    use sqlx::Acquire;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut out = Vec::with_capacity(items.len());
+    for (row, origin_id) in items {
+        let mut sp = (&mut *tx).begin().await?;
+        let recorded = sqlx::query(
+            "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (origin, origin_id) DO NOTHING",
+        )
+        .bind(origin.to_string())
+        .bind(sql_u64(origin_id.get()))
+        .bind(sql_u64(row.expires_at))
+        .execute(&mut *sp)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            sp.rollback().await?;
+            out.push(Ok(false));
+            continue;
+        }
+        match insert_capped(&mut *sp, row, max_queued).await {
+            Ok(()) => {
+                sp.commit().await?;
+                out.push(Ok(true));
+            }
+            Err(e @ (StoreError::QueueFull | StoreError::Conflict(_))) => {
+                sp.rollback().await?;
+                out.push(Err(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}

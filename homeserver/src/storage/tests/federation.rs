@@ -738,3 +738,39 @@ pub(super) async fn remote_dedupe_holds_under_concurrency(h: &mut Harness) {
         );
     }
 }
+
+pub(super) async fn direct_enqueue_remote_many_commits_together_item_by_item(h: &mut Harness) {
+    let s = &*h.store;
+    let alice = user(1);
+    let origin = dest("other.example:8448");
+    s.direct_enqueue_remote(&direct(1, &alice, 9_000), &origin, mid(11), 3)
+        .await
+        .expect("enqueue");
+    // One batch: a fresh message, a resend of one already queued, a fresh one, and one past the
+    // cap. Each gets its own answer; the refusal does not undo the others.
+    let items = [
+        (direct(2, &alice, 9_000), mid(12)),
+        (direct(3, &alice, 9_000), mid(11)),
+        (direct(4, &alice, 9_000), mid(13)),
+        (direct(5, &alice, 9_000), mid(14)),
+    ];
+    let results = s
+        .direct_enqueue_remote_many(&origin, &items, 3)
+        .await
+        .expect("batch");
+    assert!(matches!(results[0], Ok(true)), "{results:?}");
+    assert!(matches!(results[1], Ok(false)), "{results:?}");
+    assert!(matches!(results[2], Ok(true)), "{results:?}");
+    assert!(
+        matches!(results[3], Err(StoreError::QueueFull)),
+        "{results:?}"
+    );
+    assert_eq!(queued(s, &alice).await, [1, 2, 4]);
+    // The refused one was not recorded: it goes through once there is room.
+    s.direct_ack(&alice, &[mid(1)]).await.expect("ack");
+    let again = s
+        .direct_enqueue_remote_many(&origin, &items[3..], 3)
+        .await
+        .expect("batch");
+    assert!(matches!(again[0], Ok(true)), "{again:?}");
+}

@@ -199,6 +199,7 @@ suite!(
     channel_put_upserts_without_membership,
     inbound_transactions_seen_recorded_purged,
     direct_enqueue_remote_dedupes_and_respects_cap,
+    direct_enqueue_remote_many_commits_together_item_by_item,
     remote_dedupe_holds_under_concurrency,
     migrations_upgrade_a_version_1_database,
 );
