@@ -1,21 +1,19 @@
-//! A scenario's user: one account on one node, driven through the client SDK.
+//! A scenario's user: one account on one node, driven through the end-to-end encrypting SDK
+//! ([`Messenger`]): DMs are Olm-encrypted, channel messages Megolm-encrypted, and what the
+//! scenario reads is what the SDK decrypted. The servers only ever see ciphertext.
 //!
-//! TEMPORARY TRANSPORT-ONLY VERSION: the end-to-end encrypting SDK (`sdk::e2ee::Messenger`) has
-//! not landed in this build yet, so this user sends its text as the message's opaque bytes,
-//! unencrypted. The scenarios `dm` and `channel` check what the servers relay and store, find
-//! the text there, and fail: they exercise delivery across servers honestly but cannot pass
-//! until the encrypting user replaces this one.
+//! The messenger keeps its connection up by itself (reconnecting with a short backoff when its
+//! server restarts); [`User::reconnect`] just waits for that. Its state stays in memory: a
+//! scenario's users live as long as the scenario.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mobium_client_api::sdk::{Client, Events};
-use mobium_spec::client::{
-    ChannelCreate, ChannelJoin, DirectAck, DirectSend, Event, History, InviteCreate, MessageSend,
-    Request, Response,
-};
-use mobium_spec::{ChannelId, Keypair, MessageId, UserId};
+use mobium_client_api::sdk::e2ee::{ClientEvent, CryptoState, Messenger, MessengerEvents};
+use mobium_client_api::sdk::{Backoff, ConnectOptions};
+use mobium_spec::client::History;
+use mobium_spec::{ChannelId, MessageId, UserId};
 
 use crate::info::NodeInfo;
 
@@ -26,9 +24,9 @@ pub struct Received {
     pub id: MessageId,
     /// Who sent it.
     pub sender: UserId,
-    /// The decrypted text.
+    /// The decrypted text, or `<undecryptable: reason>`.
     pub text: String,
-    /// Whether it was decrypted (`text` says why not otherwise).
+    /// Whether it was decrypted.
     pub decrypted: bool,
 }
 
@@ -36,11 +34,10 @@ pub struct Received {
 pub struct User {
     /// A name for reports (`alice@node1`).
     pub label: String,
-    key: Keypair,
-    client: Client,
-    events: Events,
+    messenger: Messenger,
+    events: MessengerEvents,
     /// Events read while looking for something else.
-    pending: VecDeque<Event>,
+    pending: VecDeque<ClientEvent>,
 }
 
 impl std::fmt::Debug for User {
@@ -49,121 +46,104 @@ impl std::fmt::Debug for User {
     }
 }
 
+fn options() -> ConnectOptions {
+    ConnectOptions {
+        request_timeout: Duration::from_secs(30),
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        ..ConnectOptions::default()
+    }
+}
+
 impl User {
-    /// Registers a new account on `node` and connects it.
+    /// Creates an identity, registers it on `node`, publishes its keys and connects.
     pub async fn connect(node: &NodeInfo, name: &str) -> anyhow::Result<User> {
-        let key = Keypair::generate();
-        let (client, events) = crate::probe::connect(&node.ws_url, &key).await?;
+        let label = format!("{name}@{}", node.short_name());
+        let state = CryptoState::generate().context("cannot create an identity")?;
+        let (messenger, events) = Messenger::start(state, None, &node.ws_url, options())
+            .await
+            .with_context(|| format!("{label} cannot connect to {}", node.ws_url))?;
         Ok(User {
-            label: format!("{name}@{}", node.short_name()),
-            key,
-            client,
+            label,
+            messenger,
             events,
             pending: VecDeque::new(),
         })
     }
 
-    /// Connects again to `node` (after its server restarted), keeping the account.
-    pub async fn reconnect(&mut self, node: &NodeInfo) -> anyhow::Result<()> {
-        self.client.close();
-        let (client, events) = crate::probe::connect(&node.ws_url, &self.key).await?;
-        self.client = client;
-        self.events = events;
-        self.pending.clear();
+    /// Waits until the user is connected again after its server restarted (the messenger
+    /// reconnects by itself).
+    pub async fn reconnect(&mut self, _node: &NodeInfo) -> anyhow::Result<()> {
+        let found = self
+            .next_event(Duration::from_secs(30), |e| {
+                matches!(e, ClientEvent::Connected { .. })
+            })
+            .await?;
+        if found.is_none() {
+            bail!("{} did not reconnect within 30 s", self.label);
+        }
         Ok(())
     }
 
     /// The user's id.
     pub fn id(&self) -> &UserId {
-        self.client.user_id()
+        self.messenger.user_id()
     }
 
-    /// Sends a direct message.
+    /// Sends an Olm-encrypted direct message.
     pub async fn send_dm(&self, to: &UserId, text: &str) -> anyhow::Result<()> {
-        self.client
-            .request(Request::DirectSend(DirectSend {
-                to: to.clone(),
-                ciphertext: text.as_bytes().to_vec(),
-            }))
+        self.messenger
+            .send_dm(to, text)
             .await
             .with_context(|| format!("{} could not send a DM", self.label))?;
         Ok(())
     }
 
-    /// The next direct message (sender and text), acknowledged; `None` after `timeout`.
+    /// The next direct message (sender and decrypted text); `None` after `timeout`.
     pub async fn next_dm(&mut self, timeout: Duration) -> anyhow::Result<Option<(UserId, String)>> {
-        let Some(Event::Direct(d)) = self
-            .next_event(timeout, |e| matches!(e, Event::Direct(_)))
-            .await?
-        else {
-            return Ok(None);
-        };
-        self.client
-            .request(Request::DirectAck(DirectAck { ids: vec![d.id] }))
-            .await
-            .with_context(|| format!("{} could not acknowledge a DM", self.label))?;
-        Ok(Some((
-            d.from,
-            String::from_utf8_lossy(&d.ciphertext).into_owned(),
-        )))
+        let found = self
+            .next_event(timeout, |e| matches!(e, ClientEvent::Direct(_)))
+            .await?;
+        Ok(match found {
+            Some(ClientEvent::Direct(d)) => Some((d.from, text_of(&d.decryption))),
+            _ => None,
+        })
     }
 
     /// Creates a channel hosted by this user's server.
     pub async fn create_channel(&self) -> anyhow::Result<ChannelId> {
-        match self
-            .client
-            .request(Request::ChannelCreate(ChannelCreate {
-                metadata: Vec::new(),
-            }))
-            .await?
-        {
-            Response::ChannelCreated(c) => Ok(c.channel),
-            other => bail!("unexpected answer to channel_create: {other:?}"),
-        }
+        Ok(self.messenger.create_channel().await?)
     }
 
     /// An invite code for `channel`, in the `code@server` form other servers' users can use.
     pub async fn invite(&self, channel: &ChannelId) -> anyhow::Result<String> {
-        match self
-            .client
-            .request(Request::InviteCreate(InviteCreate {
-                channel: channel.clone(),
-                max_uses: None,
-                expires_in_secs: None,
-            }))
-            .await?
-        {
-            Response::Invite(i) => Ok(format!("{}@{}", i.code, self.id().server)),
-            other => bail!("unexpected answer to invite_create: {other:?}"),
-        }
+        let invite = self
+            .messenger
+            .client()
+            .invite_create(channel, None, None)
+            .await?;
+        Ok(format!("{}@{}", invite.code, self.id().server))
     }
 
     /// Joins a channel with an invite code.
     pub async fn join(&self, code: &str) -> anyhow::Result<()> {
-        self.client
-            .request(Request::ChannelJoin(ChannelJoin {
-                code: code.to_owned(),
-            }))
+        self.messenger
+            .join(code)
             .await
             .with_context(|| format!("{} could not join", self.label))?;
         Ok(())
     }
 
-    /// Sends `text` to `channel`.
+    /// Sends `text` to `channel`, Megolm-encrypted.
     pub async fn send_text(&self, channel: &ChannelId, text: &str) -> anyhow::Result<MessageId> {
-        match self
-            .client
-            .request(Request::MessageSend(MessageSend {
-                channel: channel.clone(),
-                ciphertext: text.as_bytes().to_vec(),
-                reply_to: None,
-            }))
+        let sent = self
+            .messenger
+            .send_text(channel, text, None)
             .await
-            .with_context(|| format!("{} could not send to the channel", self.label))?
-        {
-            Response::MessageSent(s) => Ok(s.id),
-            other => bail!("unexpected answer to message_send: {other:?}"),
-        }
+            .with_context(|| format!("{} could not send to the channel", self.label))?;
+        Ok(sent.id)
     }
 
     /// The next message in `channel`, decrypted; `None` after `timeout`.
@@ -176,39 +156,36 @@ impl User {
         let found = self
             .next_event(
                 timeout,
-                move |e| matches!(e, Event::Message(m) if m.channel == ch),
+                move |e| matches!(e, ClientEvent::Message(m) if m.channel == ch),
             )
             .await?;
         Ok(match found {
-            Some(Event::Message(m)) => Some(Received {
+            Some(ClientEvent::Message(m)) => Some(Received {
                 id: m.id,
                 sender: m.sender,
-                text: String::from_utf8_lossy(&m.ciphertext).into_owned(),
-                decrypted: true,
+                text: text_of(&m.decryption),
+                decrypted: m.decryption.text().is_some(),
             }),
             _ => None,
         })
     }
 
-    /// The channel's stored messages as the server holds them, oldest first: evidence of what
-    /// the servers see.
+    /// The channel's stored messages as the server holds them (raw ciphertext), oldest first:
+    /// evidence of what the servers see.
     pub async fn stored_ciphertexts(&self, channel: &ChannelId) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         let mut before = None;
         loop {
-            let page = match self
-                .client
-                .request(Request::History(History {
+            let page = self
+                .messenger
+                .client()
+                .history(History {
                     channel: channel.clone(),
                     before,
                     after: None,
                     limit: None,
-                }))
-                .await?
-            {
-                Response::Messages(m) => m,
-                other => bail!("unexpected answer to history: {other:?}"),
-            };
+                })
+                .await?;
             before = page.messages.iter().map(|m| m.id).min();
             out.extend(page.messages.into_iter().map(|m| m.ciphertext));
             if !page.has_more || before.is_none() {
@@ -218,21 +195,21 @@ impl User {
         Ok(out)
     }
 
-    /// What the server would receive for a DM of `text` to `to` (here: the text itself).
-    pub async fn dm_ciphertext(&self, _to: &UserId, text: &str) -> anyhow::Result<Vec<u8>> {
-        Ok(text.as_bytes().to_vec())
+    /// An Olm ciphertext of `text` for `to`, as the server would receive it (not sent).
+    pub async fn dm_ciphertext(&self, to: &UserId, text: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(self.messenger.encrypt_dm(to, text).await?)
     }
 
     /// Closes the connection.
     pub fn close(&self) {
-        self.client.close();
+        self.messenger.close();
     }
 
     async fn next_event(
         &mut self,
         timeout: Duration,
-        want: impl Fn(&Event) -> bool,
-    ) -> anyhow::Result<Option<Event>> {
+        want: impl Fn(&ClientEvent) -> bool,
+    ) -> anyhow::Result<Option<ClientEvent>> {
         if let Some(i) = self.pending.iter().position(&want) {
             return Ok(self.pending.remove(i));
         }
@@ -240,16 +217,24 @@ impl User {
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Err(_) => return Ok(None),
-                Ok(None) => bail!("{}: the connection closed", self.label),
+                Ok(None) => bail!("{}: the messenger stopped", self.label),
                 Ok(Some(e)) if want(&e) => return Ok(Some(e)),
                 Ok(Some(e)) => {
                     // Keep what a later call may look for; drop the rest (presence and such).
-                    if matches!(e, Event::Direct(_) | Event::Message(_)) {
+                    if matches!(e, ClientEvent::Direct(_) | ClientEvent::Message(_)) {
                         self.pending.push_back(e);
                     }
                 }
             }
         }
+    }
+}
+
+/// The decrypted text, or a marker saying why there is none (so a failure shows in reports).
+fn text_of(d: &mobium_client_api::sdk::e2ee::Decryption) -> String {
+    match d.text() {
+        Some(t) => t.to_owned(),
+        None => format!("<undecryptable: {d:?}>"),
     }
 }
 
