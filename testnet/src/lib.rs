@@ -44,7 +44,7 @@
 //! # Scenarios and benchmarks
 //!
 //! [`scenario`] holds the scripted conversations (`dm`, `channel`, `outage`, `partition`),
-//! driven through the client SDK, each a list of checked assertions; [`bench`] measures
+//! driven through the client SDK, each a list of checked assertions; [`bench`](mod@bench) measures
 //! cross-server latency, throughput, memory per idle connection and catch-up time over real
 //! processes. Both run against the testnet in the given directory when one is up, and otherwise
 //! start a temporary one of their own (free ports, a temporary directory, stopped afterwards).

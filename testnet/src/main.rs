@@ -87,7 +87,7 @@ enum Command {
         /// The scenario's name.
         name: String,
     },
-    /// Run the benchmark suite; prints a table and writes bench-<timestamp>.json.
+    /// Run the benchmark suite; prints a table and writes bench-TIMESTAMP.json into the testnet directory.
     Bench {
         /// Shorter runs (for a quick look; the figures are noisier).
         #[arg(long)]
