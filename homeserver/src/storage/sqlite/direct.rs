@@ -56,24 +56,11 @@ pub(super) async fn direct_enqueue_remote(
     origin_id: MessageId,
     max_queued: u32,
 ) -> StoreResult<bool> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let recorded = sqlx::query(
-        "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES (?, ?, ?) \
-         ON CONFLICT (origin, origin_id) DO NOTHING",
-    )
-    .bind(origin.to_string())
-    .bind(sql_u64(origin_id.get()))
-    .bind(sql_u64(row.expires_at))
-    .execute(&mut *tx)
-    .await?;
-    if recorded.rows_affected() == 0 {
-        // Queued before: dropping the transaction rolls it back (it wrote nothing anyway).
-        return Ok(false);
-    }
-    // A full queue (or a clashing id) rolls the record back too, so a later retry can succeed.
-    insert_capped(&mut *tx, row, max_queued).await?;
-    tx.commit().await?;
-    Ok(true)
+    let items = [(row.clone(), origin_id)];
+    direct_enqueue_remote_many(pool, origin, &items, max_queued)
+        .await?
+        .pop()
+        .unwrap_or(Ok(false))
 }
 
 pub(super) async fn direct_pending(
