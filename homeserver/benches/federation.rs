@@ -261,7 +261,8 @@ async fn main() {
         "  catch-up of {catchup} queued events     {:>9.2} s after the peer returned",
         catchup_time.as_secs_f64()
     );
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    // Cargo gives benches a scratch directory inside the target directory.
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-federation.json");
     let json = format!(
         "{{\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3},\"sustained_msgs_per_s\":{:.0},\"delivered_msgs_per_s\":{:.0},\"catchup_events\":{catchup},\"catchup_s\":{:.3}}}\n",
         p50.as_secs_f64() * 1e3,
@@ -270,7 +271,10 @@ async fn main() {
         sent_total as f64 / drain_secs,
         catchup_time.as_secs_f64()
     );
-    let _ = std::fs::write(Path::new(&target).join("bench-federation.json"), json);
+    match std::fs::write(&out, json) {
+        Ok(()) => println!("  (written to {})", out.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
+    }
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }

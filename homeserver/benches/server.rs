@@ -8,7 +8,7 @@
 //! - maximum sustained msgs/s with 100 clients across 10 channels (10 members each);
 //! - RSS per idle authenticated connection with 10,000 connections.
 //!
-//! Prints a table and writes `target/bench-server.json`. Knobs: `BENCH_CONNECTIONS`
+//! Prints a table and writes `<target>/tmp/bench-server.json`. Knobs: `BENCH_CONNECTIONS`
 //! (default 10000), `BENCH_SECONDS` (default 5).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -305,9 +305,10 @@ async fn main() {
         delivered,
         per_conn
     );
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let _ = std::fs::write(
-        std::path::Path::new(&target).join("bench-server.json"),
-        json,
-    );
+    // Cargo gives benches a scratch directory inside the target directory.
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-server.json");
+    match std::fs::write(&out, json) {
+        Ok(()) => println!("  (written to {})", out.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
+    }
 }

@@ -113,13 +113,17 @@ async fn apply_body(app: &App, h: &HostedEvent) -> Result<(), ErrorBody> {
                 user: user.clone(),
                 reason: *reason,
             }));
-            // Tell everyone who could see the channel, the departing user included.
-            perms::fan_out(app, &ch, &frame).await?;
+            // Remove first, then tell everyone who could see the channel (the departing user
+            // included): a client reacting to the event already finds itself outside.
+            let viewers_before = perms::viewers(app, &ch).await?;
             app.store.member_remove(channel, user).await?;
+            app.invalidate_permissions();
+            for u in viewers_before.iter().filter(|u| app.is_local(u)) {
+                app.hub.push(&u.key, &frame);
+            }
             if *reason == LeaveReason::Banned {
                 tracing::info!(%channel, %user, "banned by the channel's host");
             }
-            app.invalidate_permissions();
         }
         HostedBody::MetadataUpdated { metadata } => {
             app.store.channel_set_metadata(channel, metadata).await?;

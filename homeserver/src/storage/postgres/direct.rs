@@ -64,25 +64,11 @@ pub(super) async fn direct_enqueue_remote(
     origin_id: MessageId,
     max_queued: u32,
 ) -> StoreResult<bool> {
-    let mut tx = pool.begin().await?;
-    // A concurrent enqueue of the same pair waits here for this one to commit or roll back.
-    let recorded = sqlx::query(
-        "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (origin, origin_id) DO NOTHING",
-    )
-    .bind(origin.to_string())
-    .bind(sql_u64(origin_id.get()))
-    .bind(sql_u64(row.expires_at))
-    .execute(&mut *tx)
-    .await?;
-    if recorded.rows_affected() == 0 {
-        // Queued before: dropping the transaction rolls it back (it wrote nothing anyway).
-        return Ok(false);
-    }
-    // A full queue (or a clashing id) rolls the record back too, so a later retry can succeed.
-    insert_capped(&mut tx, row, max_queued).await?;
-    tx.commit().await?;
-    Ok(true)
+    let items = [(row.clone(), origin_id)];
+    direct_enqueue_remote_many(pool, origin, &items, max_queued)
+        .await?
+        .pop()
+        .unwrap_or(Ok(false))
 }
 
 pub(super) async fn direct_pending(
@@ -135,8 +121,10 @@ pub(super) async fn direct_purge_expired(pool: &PgPool, now: u64) -> StoreResult
 }
 
 /// Queues several messages from `origin` in ONE transaction (one commit for a whole federation
-/// transaction), each under its own savepoint so a full queue or a duplicate affects only that
-/// message. Per item: `Ok(true)` queued, `Ok(false)` queued before, `Err` refused.
+/// transaction), each under its own savepoint so a duplicate affects only that message. Each
+/// recipient's queue is counted once per batch and the count carried along (the recipient's advisory lock, taken before counting and held to the end, keeps other enqueues out), so a
+/// long queue does not make every insert count it again. Per item: `Ok(true)` queued,
+/// `Ok(false)` queued before, `Err` refused.
 pub(super) async fn direct_enqueue_remote_many(
     pool: &PgPool,
     origin: &ServerName,
@@ -145,8 +133,24 @@ pub(super) async fn direct_enqueue_remote_many(
 ) -> StoreResult<Vec<StoreResult<bool>>> {
     use sqlx::Acquire;
     let mut tx = pool.begin().await?;
+    let mut counts: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(items.len());
     for (row, origin_id) in items {
+        let recipient = row.recipient.to_string();
+        if !counts.contains_key(&recipient) {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('mobium.direct_queue:' || $1, 0))",
+            )
+            .bind(&recipient)
+            .execute(&mut *tx)
+            .await?;
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM direct_queue WHERE recipient = $1")
+                    .bind(&recipient)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            counts.insert(recipient.clone(), n);
+        }
         let mut sp = (&mut *tx).begin().await?;
         let recorded = sqlx::query(
             "INSERT INTO direct_remote_origins (origin, origin_id, expires_at) VALUES ($1, $2, $3) \
@@ -162,12 +166,32 @@ pub(super) async fn direct_enqueue_remote_many(
             out.push(Ok(false));
             continue;
         }
-        match insert_capped(&mut sp, row, max_queued).await {
-            Ok(()) => {
+        let count = counts.get(&recipient).copied().unwrap_or(0);
+        if count >= i64::from(max_queued) {
+            sp.rollback().await?;
+            out.push(Err(StoreError::QueueFull));
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO direct_queue (recipient, id, sender, ciphertext, sent_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&recipient)
+        .bind(sql_u64(row.id.get()))
+        .bind(row.sender.to_string())
+        .bind(&row.ciphertext)
+        .bind(sql_u64(row.sent_at))
+        .bind(sql_u64(row.expires_at))
+        .execute(&mut *sp)
+        .await
+        .map_err(codec::conflict("to-device message id already queued"));
+        match inserted {
+            Ok(_) => {
                 sp.commit().await?;
+                counts.insert(recipient, count + 1);
                 out.push(Ok(true));
             }
-            Err(e @ (StoreError::QueueFull | StoreError::Conflict(_))) => {
+            Err(e @ StoreError::Conflict(_)) => {
                 sp.rollback().await?;
                 out.push(Err(e));
             }
