@@ -244,7 +244,12 @@ async fn start_federation(
         shutdown,
     )
     .await;
-    Ok(fed::Link { federation, outbox })
+    let writer = fed::OutboxWriter::start(app.store.clone());
+    Ok(fed::Link {
+        federation,
+        outbox,
+        writer,
+    })
 }
 
 /// The federation handler: forwards to the App while it exists.

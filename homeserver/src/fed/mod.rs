@@ -15,6 +15,7 @@ mod hosted;
 mod inbound;
 pub mod outbox;
 mod queries;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::domain::{App, err, now_ms};
 use crate::storage::{ChannelRow, HostedChange, OutboxItem};
 
 pub use outbox::Outbox;
+pub use writer::OutboxWriter;
 
 /// The running federation: the transport endpoint and the outbox.
 pub struct Link {
@@ -35,6 +37,8 @@ pub struct Link {
     pub federation: Federation,
     /// Delivery workers.
     pub outbox: Arc<Outbox>,
+    /// Group-committing appender for the outbox.
+    pub writer: OutboxWriter,
 }
 
 /// The federation link, or the error a client gets when federation is off.
@@ -61,9 +65,12 @@ pub(crate) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), Err
         return Ok(());
     }
     let link = link(app)?;
-    app.store.outbox_push(&items, now_ms()).await?;
-    for i in &items {
-        link.outbox.wake(&i.destination);
+    let dests: Vec<ServerName> = items.iter().map(|i| i.destination.clone()).collect();
+    let start = std::time::Instant::now();
+    link.writer.push(items).await?;
+    app.metrics.db_latency(start.elapsed());
+    for d in &dests {
+        link.outbox.wake(d);
     }
     Ok(())
 }
