@@ -144,13 +144,22 @@ async fn directs(
     let ttl = u64::try_from(app.settings.message_ttl.as_millis()).unwrap_or(u64::MAX);
     let mut out = Vec::with_capacity(run.len());
     let mut accepted = Vec::with_capacity(run.len());
+    let mut exists = std::collections::HashMap::new();
     for (index, d) in run {
         if let Err(e) = from_origin(origin, &d.from) {
             out.push((index, Outcome::Refused(e)));
             continue;
         }
-        let known =
-            app.is_local(&d.to) && matches!(app.store.user_exists(&d.to.key).await, Ok(true));
+        // Runs usually carry many messages for the same few users: ask the store once each.
+        let known = if !app.is_local(&d.to) {
+            false
+        } else if let Some(k) = exists.get(&d.to.key) {
+            *k
+        } else {
+            let k = matches!(app.store.user_exists(&d.to.key).await, Ok(true));
+            exists.insert(d.to.key, k);
+            k
+        };
         if !known {
             out.push((
                 index,
