@@ -71,7 +71,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
     }
     let ch = perms::channel(app, &r.channel).await?;
-    hosted_here(app, &ch)?;
+    require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let _order = app.channel_lock(&ch.id).await;
     let change = HostedChange::Metadata {
@@ -98,7 +98,7 @@ pub(super) async fn list(app: &App, me: &UserId) -> Handled {
 
 pub(super) async fn invite_create(app: &App, me: &UserId, r: InviteCreate) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    hosted_here(app, &ch)?;
+    require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::CREATE_INVITE).await?;
     if r.max_uses == Some(0) {
         return Err(err(
@@ -157,7 +157,7 @@ pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Ha
 
 pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    hosted_here(app, &ch)?;
+    require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let invites = app.store.invites_of(&ch.id, now_ms()).await?;
     Ok(Response::Invites(Invites {
@@ -270,8 +270,8 @@ pub(crate) async fn join_hosted(
 }
 
 /// Managing a channel (invites, kicks, bans, overrides, metadata) happens on its host.
-pub(super) fn hosted_here(app: &App, ch: &ChannelRow) -> Result<(), ErrorBody> {
-    if ch.id.host != app.server_name {
+pub(super) fn require_hosted(app: &App, ch: &ChannelRow) -> Result<(), ErrorBody> {
+    if !app.hosts(&ch.id) {
         return Err(err(
             ErrorCode::Forbidden,
             "manage this channel through its host server",

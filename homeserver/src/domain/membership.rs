@@ -11,7 +11,7 @@ use mobium_spec::federation::{ChannelLeave, FedEvent, HostedBody, Query, QueryRe
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, UserId};
 
-use super::channels::hosted_here;
+use super::channels::require_hosted;
 use super::{App, Handled, err, now_ms, perms};
 use crate::fed;
 use crate::storage::{ChannelRow, HostedChange};
@@ -62,7 +62,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     if app.store.member_joined_at(&ch.id, me).await?.is_none() {
         return Err(err(ErrorCode::NotFound, "no such channel"));
     }
-    if ch.id.host == app.server_name {
+    if app.hosts(&ch.id) {
         depart(app, &ch, me, LeaveReason::Left).await?;
     } else {
         // Leave the replica now; the host learns it through the outbox.
@@ -79,7 +79,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
 
 pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    hosted_here(app, &ch)?;
+    require_hosted(app, &ch)?;
     let needed = if ban {
         Permissions::BAN
     } else {
@@ -116,7 +116,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
 
 pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    hosted_here(app, &ch)?;
+    require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::BAN).await?;
     if !app.store.ban_remove(&ch.id, &r.user).await? {
         return Err(err(ErrorCode::NotFound, "not banned"));
@@ -127,7 +127,7 @@ pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
 pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::VIEW).await?;
-    if ch.id.host != app.server_name
+    if !app.hosts(&ch.id)
         && let Some(link) = app.federation()
     {
         // Only the host knows everyone who joined before this server's users did.

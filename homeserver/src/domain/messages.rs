@@ -35,17 +35,13 @@ pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
     }
 }
 
-fn hosted_here(app: &App, ch: &ChannelRow) -> bool {
-    ch.id.host == app.server_name
-}
-
 pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::SEND).await?;
     if r.ciphertext.is_empty() {
         return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
     }
-    if !hosted_here(app, &ch) {
+    if !app.hosts(&ch.id) {
         // Queue it for the host; the id is provisional and comes back as `origin_id`.
         let origin_id = app.next_id();
         let event = FedEvent::ChannelSend(ChannelSend {
@@ -100,7 +96,7 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
     if limit == 0 || limit > HISTORY_MAX_LIMIT {
         return Err(err(ErrorCode::InvalidArgument, "limit must be 1-100"));
     }
-    if !hosted_here(app, &ch)
+    if !app.hosts(&ch.id)
         && let Some(link) = app.federation()
     {
         // The host has everything, including what was sent before this server's users joined.
@@ -234,7 +230,7 @@ pub(crate) async fn delete_hosted(
 
 pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    if hosted_here(app, &ch) {
+    if app.hosts(&ch.id) {
         edit_hosted(app, &ch, me, r.id, r.ciphertext).await?;
     } else {
         perms::require(app, &ch, me, Permissions::VIEW).await?;
@@ -251,7 +247,7 @@ pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
 
 pub(super) async fn delete(app: &App, me: &UserId, r: MessageRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    if hosted_here(app, &ch) {
+    if app.hosts(&ch.id) {
         delete_hosted(app, &ch, me, r.id).await?;
     } else {
         perms::require(app, &ch, me, Permissions::VIEW).await?;

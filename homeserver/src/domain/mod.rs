@@ -122,6 +122,11 @@ impl App {
         UserId::new(*key, self.server_name.clone())
     }
 
+    /// Whether this server hosts (orders) `channel`.
+    pub fn hosts(&self, channel: &mobium_spec::ChannelId) -> bool {
+        channel.host == self.server_name
+    }
+
     /// Whether `user` belongs to this server.
     pub fn is_local(&self, user: &UserId) -> bool {
         user.server == self.server_name

@@ -77,7 +77,7 @@ async fn compute(
     if app.store.member_joined_at(&ch.id, user).await?.is_none() {
         return Ok(None);
     }
-    if ch.id.host != app.server_name {
+    if !app.hosts(&ch.id) {
         // A replica: the host enforces permissions when it receives the forwarded action; here
         // membership is all that is known.
         return Ok(Some(Permissions::ALL));

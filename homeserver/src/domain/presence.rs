@@ -94,7 +94,7 @@ pub(super) async fn typing(app: &App, me: &UserId, r: ChannelRef) -> Handled {
             app.hub.push(&u.key, &frame);
         }
     }
-    if ch.id.host == app.server_name {
+    if app.hosts(&ch.id) {
         relay_typing(app, &ch, me, None).await;
     } else {
         send_ephemeral(

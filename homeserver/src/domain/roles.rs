@@ -135,7 +135,7 @@ fn target(t: OverrideTarget) -> OverrideTargetRow {
 
 pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    super::channels::hosted_here(app, &ch)?;
+    super::channels::require_hosted(app, &ch)?;
     let mine = perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     if !mine.contains(r.allow) {
         return Err(err(
@@ -160,7 +160,7 @@ pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Hand
 
 pub(super) async fn override_clear(app: &App, me: &UserId, r: OverrideClear) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    super::channels::hosted_here(app, &ch)?;
+    super::channels::require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     if !app.store.override_clear(&ch.id, &target(r.target)).await? {
         return Err(err(ErrorCode::NotFound, "no such override"));

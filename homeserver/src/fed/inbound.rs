@@ -217,11 +217,11 @@ async fn directs(
 }
 
 /// A channel hosted here, named by a peer.
-async fn hosted_here(
+async fn hosted_channel(
     app: &App,
     channel: &mobium_spec::ChannelId,
 ) -> Result<std::sync::Arc<crate::storage::ChannelRow>, ErrorBody> {
-    if channel.host != app.server_name {
+    if !app.hosts(channel) {
         return Err(err(
             ErrorCode::NotFound,
             "this server does not host that channel",
@@ -232,7 +232,7 @@ async fn hosted_here(
 
 async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), ErrorBody> {
     from_origin(origin, &s.sender)?;
-    let ch = hosted_here(app, &s.channel).await?;
+    let ch = hosted_channel(app, &s.channel).await?;
     perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
     let _order = app.channel_lock(&ch.id).await;
     let row = MessageRow {
@@ -268,19 +268,19 @@ async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<
 
 async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), ErrorBody> {
     from_origin(origin, &e.editor)?;
-    let ch = hosted_here(app, &e.channel).await?;
+    let ch = hosted_channel(app, &e.channel).await?;
     crate::domain::edit_hosted(app, &ch, &e.editor, e.id, e.ciphertext).await
 }
 
 async fn channel_delete(app: &App, origin: &ServerName, d: ChannelDelete) -> Result<(), ErrorBody> {
     from_origin(origin, &d.deleter)?;
-    let ch = hosted_here(app, &d.channel).await?;
+    let ch = hosted_channel(app, &d.channel).await?;
     crate::domain::delete_hosted(app, &ch, &d.deleter, d.id).await
 }
 
 async fn channel_leave(app: &App, origin: &ServerName, l: ChannelLeave) -> Result<(), ErrorBody> {
     from_origin(origin, &l.user)?;
-    let ch = hosted_here(app, &l.channel).await?;
+    let ch = hosted_channel(app, &l.channel).await?;
     match crate::domain::depart(app, &ch, &l.user, LeaveReason::Left).await {
         Ok(()) => Ok(()),
         // Already gone: a retried delivery.
@@ -334,7 +334,7 @@ async fn ephemeral(app: &App, origin: &ServerName, e: Ephemeral) {
                 }
             }
             // The host relays typing to the other member servers.
-            if ch.id.host == app.server_name {
+            if app.hosts(&ch.id) {
                 crate::domain::relay_typing(app, &ch, &user, Some(origin)).await;
             }
         }

@@ -59,7 +59,7 @@ pub(super) async fn answer(
             after,
             limit,
         } => {
-            if user.server != *origin || channel.host != app.server_name {
+            if user.server != *origin || !app.hosts(&channel) {
                 return Err(err(ErrorCode::Forbidden, "not allowed"));
             }
             let ch = perms::channel(app, &channel).await?;
@@ -86,7 +86,7 @@ pub(super) async fn answer(
             }))
         }
         Query::Members { channel, user } => {
-            if user.server != *origin || channel.host != app.server_name {
+            if user.server != *origin || !app.hosts(&channel) {
                 return Err(err(ErrorCode::Forbidden, "not allowed"));
             }
             let ch = perms::channel(app, &channel).await?;
