@@ -16,6 +16,7 @@
 //! answer to a frame the peer could not read).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mobium_spec::federation::{FedBody, FedRequest, FedResponse, FedResponseBody};
 use mobium_spec::{Domain, ServerName, SignedEnvelope};
@@ -30,6 +31,31 @@ use crate::node::Inner;
 use crate::now_ms;
 use crate::pool::Pooled;
 use crate::stats::Counters;
+
+/// A connection that receives no packet at all for this long after we sent a request is dead.
+const PEER_SILENCE: Duration = Duration::from_secs(1);
+/// A handshake not answered within this long failed; the caller retries later with a fresh
+/// one (a peer that was down is then reached at once instead of after QUIC's backed-off
+/// retransmission of the first flight).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often [`peer_silent`] looks at the connection's counters.
+const SILENCE_CHECK: Duration = Duration::from_millis(100);
+
+/// Completes if `conn` receives nothing for [`PEER_SILENCE`]; never, once it received anything
+/// (a live peer acknowledges our request at once, even while it is still working on the answer).
+async fn peer_silent(conn: &quinn::Connection) {
+    let before = conn.stats().udp_rx.datagrams;
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(SILENCE_CHECK).await;
+        if conn.stats().udp_rx.datagrams != before {
+            return std::future::pending().await;
+        }
+        if start.elapsed() >= PEER_SILENCE {
+            return;
+        }
+    }
+}
 
 /// How one exchange on a stream failed.
 enum StreamFailure {
@@ -133,44 +159,57 @@ impl Inner {
 
     /// Discovery, connection and one stream exchange, all within the request timeout. Returns
     /// the (unverified) answer envelope and the peer it came from.
+    ///
+    /// A pooled connection can look open while its peer is gone (killed and restarted: the
+    /// stateless reset only comes back once our retransmissions reach the new process, which PTO
+    /// backoff can delay for seconds). So each exchange watches the connection: a live peer
+    /// acknowledges what we sent within its ACK delay plus a round trip, and a connection that
+    /// receives nothing at all for [`PEER_SILENCE`] after we sent is treated as closed and the
+    /// request is sent once more on a fresh connection (same envelope, so the peer's replay cache
+    /// keeps it idempotent). A connection whose exchange timed out is dropped from the pool too.
     async fn exchange(
         &self,
         destination: &ServerName,
         frame: &[u8],
     ) -> Result<(SignedEnvelope, PeerInfo), FedError> {
-        tokio::time::timeout(
-            self.request_timeout,
-            self.exchange_inner(destination, frame),
-        )
-        .await
-        .unwrap_or(Err(FedError::Timeout))
-    }
-
-    async fn exchange_inner(
-        &self,
-        destination: &ServerName,
-        frame: &[u8],
-    ) -> Result<(SignedEnvelope, PeerInfo), FedError> {
-        let mut peer = self.discovery.resolve(destination).await?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut peer = tokio::time::timeout_at(deadline, self.discovery.resolve(destination))
+            .await
+            .unwrap_or(Err(FedError::Timeout))?;
         let mut retried = false;
         loop {
-            let pooled = self
-                .pool
-                .get_or_dial(destination, &peer, || self.dial(destination, peer))
-                .await?;
+            let pooled = tokio::time::timeout_at(
+                deadline,
+                self.pool
+                    .get_or_dial(destination, &peer, || self.dial(destination, peer)),
+            )
+            .await
+            .unwrap_or(Err(FedError::Timeout))?;
             peer = pooled.peer;
-            match self.round_trip(&pooled.conn, frame).await {
-                Ok(answer) => return Ok((answer, peer)),
-                Err(StreamFailure::ConnectionClosed(reason)) if !retried => {
-                    tracing::debug!(peer = %destination, %reason, "pooled connection closed, reconnecting");
+            let attempt = async {
+                tokio::select! {
+                    r = self.round_trip(&pooled.conn, frame) => r,
+                    () = peer_silent(&pooled.conn) => Err(StreamFailure::ConnectionClosed(
+                        format!("no packet from the peer for {PEER_SILENCE:?}"),
+                    )),
+                }
+            };
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(answer)) => return Ok((answer, peer)),
+                Ok(Err(StreamFailure::ConnectionClosed(reason))) if !retried => {
+                    tracing::debug!(peer = %destination, %reason, "pooled connection dead, reconnecting");
                     self.pool.invalidate(destination, &pooled.conn);
                     retried = true;
                 }
-                Err(StreamFailure::ConnectionClosed(reason)) => {
+                Ok(Err(StreamFailure::ConnectionClosed(reason))) => {
                     self.pool.invalidate(destination, &pooled.conn);
                     return Err(FedError::Unreachable(reason));
                 }
-                Err(StreamFailure::Final(e)) => return Err(e),
+                Ok(Err(StreamFailure::Final(e))) => return Err(e),
+                Err(_) => {
+                    self.pool.invalidate(destination, &pooled.conn);
+                    return Err(FedError::Timeout);
+                }
             }
         }
     }
@@ -228,15 +267,27 @@ impl Inner {
                     None,
                 )
             })?;
-        let conn = connecting.await.map_err(|e| {
-            (
-                FedError::Unreachable(format!(
-                    "handshake with {destination} at {}: {e}",
-                    peer.addr
-                )),
-                seen.get(),
-            )
-        })?;
+        let conn = match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err((
+                    FedError::Unreachable(format!(
+                        "handshake with {destination} at {}: {e}",
+                        peer.addr
+                    )),
+                    seen.get(),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    FedError::Unreachable(format!(
+                        "no handshake answer from {destination} at {} within {DIAL_TIMEOUT:?}",
+                        peer.addr
+                    )),
+                    None,
+                ));
+            }
+        };
         if !crate::tls::alpn_ok(&conn) {
             conn.close(VarInt::from_u32(1), b"ALPN mobium-fed/1 required");
             return Err((

@@ -237,9 +237,14 @@ async fn start_federation(
     let federation = Federation::start(fed_config, handler)
         .await
         .with_context(|| format!("cannot start federation on udp {}", config.fed_bind_addr()))?;
+    let notices = fed::outbox::Notices {
+        hub: app.hub.clone(),
+        ttl: app.settings.message_ttl,
+    };
     let outbox = fed::Outbox::start(
         app.store.clone(),
         federation.clone(),
+        notices,
         Duration::from_secs(60),
         shutdown,
     )

@@ -63,7 +63,10 @@ impl FederationHandler for TestHandler {
                 error: ErrorBody::new(ErrorCode::InvalidArgument, "empty ciphertext"),
             })
             .collect();
-        Ok(Ack { rejected })
+        Ok(Ack {
+            rejected,
+            deferred: Vec::new(),
+        })
     }
 
     async fn query(&self, _origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {

@@ -71,7 +71,7 @@ pub struct App {
     /// Policies and limits.
     pub settings: DomainSettings,
     /// Live connections.
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     /// Metrics.
     pub metrics: Metrics,
     /// Connection caps (shared with the transport).
@@ -99,7 +99,7 @@ impl App {
             server_name,
             keypair,
             settings,
-            hub: Hub::default(),
+            hub: Arc::default(),
             metrics: Metrics::default(),
             limiter,
             ids: Mutex::new(MessageIdGenerator::new(0)),

@@ -4,7 +4,7 @@
 
 use mobium_client_api::server::{AuthRequest, Connection};
 use mobium_spec::client::{Authed, DirectMessage, ErrorBody, Event, PresenceStatus};
-use mobium_spec::{ErrorCode, PublicKey};
+use mobium_spec::{ErrorCode, PublicKey, UserId};
 
 use super::{App, Policy, err, now_ms, presence};
 
@@ -80,16 +80,24 @@ async fn invite_allows_registration(app: &App, invite: &str) -> Result<bool, Err
     Ok(usable)
 }
 
-/// Pushes every queued to-device message, oldest first. Messages stay queued until acked.
+/// Pushes every queued to-device message, oldest first, then every queued failure notice.
+/// Both stay queued until acked.
 pub(super) async fn authenticated(app: &App, conn: &Connection, user: &PublicKey) {
     let me = app.local_user(user);
+    if drain_direct(app, conn, &me).await {
+        drain_failures(app, conn, &me).await;
+    }
+}
+
+/// Pushes the queued to-device messages; `false` if the connection went away meanwhile.
+async fn drain_direct(app: &App, conn: &Connection, me: &UserId) -> bool {
     let mut after = None;
     loop {
-        let batch = match app.store.direct_pending(&me, after, DRAIN_BATCH).await {
+        let batch = match app.store.direct_pending(me, after, DRAIN_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "draining the offline queue failed");
-                return;
+                return false;
             }
         };
         let n = batch.len();
@@ -101,6 +109,35 @@ pub(super) async fn authenticated(app: &App, conn: &Connection, user: &PublicKey
                 ciphertext: row.ciphertext,
                 sent_at: row.sent_at,
             });
+            if !conn.push_event(ev) {
+                return false;
+            }
+        }
+        if n < DRAIN_BATCH as usize {
+            return true;
+        }
+    }
+}
+
+/// Pushes the queued `direct_failed` notices (messages other servers refused for good).
+async fn drain_failures(app: &App, conn: &Connection, me: &UserId) {
+    let mut after = None;
+    loop {
+        let batch = match app
+            .store
+            .direct_failures_pending(me, after, DRAIN_BATCH)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "draining failure notices failed");
+                return;
+            }
+        };
+        let n = batch.len();
+        for row in batch {
+            after = Some(row.id);
+            let ev = Event::DirectFailed(crate::fed::outbox::failed_event(&row));
             if !conn.push_event(ev) {
                 return;
             }

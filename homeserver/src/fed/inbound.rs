@@ -18,20 +18,27 @@ use super::{host_commit, hosted, queries};
 use crate::domain::{App, err, messages_to_wire, now_ms, perms};
 use crate::storage::{DirectRow, HostedChange, MessageRow, StoreError};
 
-/// An event's outcome: applied (or already applied), refused for good, or "try the whole
-/// transaction again later".
+/// How long a peer should wait before resending events deferred because the recipient's queue
+/// is full: short while the recipient is online (it is draining), longer while it is not.
+const QUEUE_FULL_RETRY_ONLINE_MS: u64 = 250;
+const QUEUE_FULL_RETRY_OFFLINE_MS: u64 = 2_000;
+
+/// An event's outcome: applied (or already applied), refused for good, not applied *now*
+/// (backpressure: the peer keeps it and resends it later), or "try the whole transaction again
+/// later".
 pub(super) enum Outcome {
     Done,
     Refused(ErrorBody),
+    Deferred(ErrorBody),
     Retry(ErrorBody),
 }
 
 impl From<ErrorBody> for Outcome {
     fn from(e: ErrorBody) -> Self {
-        if e.code == ErrorCode::Internal {
-            Outcome::Retry(e)
-        } else {
-            Outcome::Refused(e)
+        match e.code {
+            ErrorCode::Internal | ErrorCode::ShuttingDown => Outcome::Retry(e),
+            ErrorCode::QueueFull | ErrorCode::RateLimited => Outcome::Deferred(e),
+            _ => Outcome::Refused(e),
         }
     }
 }
@@ -47,13 +54,10 @@ impl FederationHandler for App {
         if self.store.txn_seen(origin, txn_id).await? {
             return Ok(Ack::default());
         }
-        let mut rejected = Vec::new();
-        let mut refuse = |index: usize, error: ErrorBody| {
-            tracing::info!(%origin, index, code = %error.code, message = %error.message, "refused a federated event");
-            rejected.push(Rejected {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                error,
-            });
+        let mut ack = Ack::default();
+        let entry = |index: usize, error: ErrorBody| Rejected {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            error,
         };
         let mut events = txn.events.into_iter().enumerate().peekable();
         while let Some((index, event)) = events.next() {
@@ -73,7 +77,14 @@ impl FederationHandler for App {
             for (index, outcome) in outcomes {
                 match outcome {
                     Outcome::Done => {}
-                    Outcome::Refused(error) => refuse(index, error),
+                    Outcome::Refused(error) => {
+                        tracing::info!(%origin, index, code = %error.code, message = %error.message, "refused a federated event");
+                        ack.rejected.push(entry(index, error));
+                    }
+                    Outcome::Deferred(error) => {
+                        tracing::debug!(%origin, index, code = %error.code, "deferred a federated event");
+                        ack.deferred.push(entry(index, error));
+                    }
                     // Nothing after this event is applied; the peer retries the whole batch
                     // and the events before it are idempotent.
                     Outcome::Retry(error) => return Err(error),
@@ -83,8 +94,10 @@ impl FederationHandler for App {
         for e in txn.ephemeral {
             ephemeral(self, origin, e).await;
         }
+        // Deferred events come back in a new transaction (fresh `txn_id`), so recording this
+        // one as seen is right even when it deferred some.
         self.store.txn_record(origin, txn_id, now_ms()).await?;
-        Ok(Ack { rejected })
+        Ok(ack)
     }
 
     async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {
@@ -151,14 +164,22 @@ async fn directs(
             continue;
         }
         // Runs usually carry many messages for the same few users: ask the store once each.
+        // A storage failure is never "no such user": the whole transaction is retried later.
         let known = if !app.is_local(&d.to) {
             false
         } else if let Some(k) = exists.get(&d.to.key) {
             *k
         } else {
-            let k = matches!(app.store.user_exists(&d.to.key).await, Ok(true));
-            exists.insert(d.to.key, k);
-            k
+            match app.store.user_exists(&d.to.key).await {
+                Ok(k) => {
+                    exists.insert(d.to.key, k);
+                    k
+                }
+                Err(e) => {
+                    out.push((index, e.into()));
+                    return out;
+                }
+            }
         };
         if !known {
             out.push((
@@ -209,6 +230,18 @@ async fn directs(
                 out.push((index, Outcome::Done));
             }
             Ok(false) => out.push((index, Outcome::Done)),
+            Err(StoreError::QueueFull) => {
+                let mut e = err(
+                    ErrorCode::QueueFull,
+                    "the recipient's offline queue is full; send again later",
+                );
+                e.retry_after_ms = Some(if app.hub.is_online(&row.recipient.key) {
+                    QUEUE_FULL_RETRY_ONLINE_MS
+                } else {
+                    QUEUE_FULL_RETRY_OFFLINE_MS
+                });
+                out.push((index, Outcome::Deferred(e)));
+            }
             Err(e) => out.push((index, e.into())),
         }
     }

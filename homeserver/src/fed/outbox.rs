@@ -3,26 +3,53 @@
 //! Events are written to the database before anything is sent (by the caller, through
 //! `Store::outbox_push` or `Store::commit_hosted`); the worker reads the oldest pending events,
 //! sends them as one transaction, and deletes them only when the peer acknowledges. Failures
-//! back off exponentially (capped); a peer that connects to us, or new events after a success,
-//! wake the worker at once. Order per destination is the outbox order.
+//! back off exponentially (capped, with jitter); a peer that connects to us, new events after a
+//! success, or a cheap probe that finds a peer reachable again wake the worker at once.
+//!
+//! What the peer acknowledges settles each event one of three ways:
+//! - applied: deleted;
+//! - refused for good (`rejected`): deleted, and for a to-device message its local sender is told
+//!   (a `direct_failed` notice, queued in the same database transaction as the deletion);
+//! - deferred (backpressure, e.g. the recipient's queue is full): kept, and held back (with every
+//!   later to-device message for the same recipient, so its order stays) until the peer's
+//!   `retry_after_ms` has passed. Events for other recipients keep flowing meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use mobium_client_api::server::encode_event;
 use mobium_federation::{FedError, Federation};
-use mobium_spec::ServerName;
+use mobium_spec::client::{DirectFailed, ErrorBody, Event};
 use mobium_spec::encoding;
-use mobium_spec::federation::{FedEvent, MAX_EVENTS_PER_TXN, Transaction};
+use mobium_spec::federation::{FedEvent, MAX_EVENTS_PER_TXN, Query, Rejected, Transaction};
+use mobium_spec::{MessageId, ServerName, UserId};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-use crate::storage::SharedStore;
+use crate::hub::Hub;
+use crate::storage::{DirectFailureRow, SharedStore};
 
 /// Encoded events per transaction, leaving room in the 4 MiB frame for the envelope.
 const BATCH_BYTES: usize = mobium_spec::federation::MAX_FRAME_BYTES - 64 * 1024;
 
+/// How many pending events a worker looks at when building a batch; events held back for a
+/// deferred recipient are skipped, so this is more than one transaction's worth.
+const PEEK_EVENTS: u32 = 4 * MAX_EVENTS_PER_TXN as u32;
+
 /// First retry delay after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(250);
+
+/// While backing off longer than this, the worker probes the peer this often (a `ping` query,
+/// a handful of packets), so delivery resumes within about this long of the peer coming back.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// A probe that gets no answer within this long failed.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The wait before resending a deferred event when the peer named none.
+const DEFAULT_DEFER: Duration = Duration::from_secs(1);
+/// The longest a peer may make us hold a deferred event before trying again.
+const MAX_DEFER: Duration = Duration::from_secs(60);
 
 struct Worker {
     /// New events were queued.
@@ -31,14 +58,94 @@ struct Worker {
     kick: Notify,
 }
 
+/// What the outbox needs to tell a local user that a peer refused their message for good.
+pub struct Notices {
+    /// Live connections, for the `direct_failed` event.
+    pub hub: Arc<Hub>,
+    /// How long a notice waits for its acknowledgement.
+    pub ttl: Duration,
+}
+
 /// Delivery workers, one per destination with pending events.
 pub struct Outbox {
     store: SharedStore,
     federation: Federation,
+    notices: Notices,
     workers: Mutex<HashMap<ServerName, Arc<Worker>>>,
     backoff_cap: Duration,
     shutdown: watch::Receiver<bool>,
     me: Weak<Outbox>,
+}
+
+/// What one delivery attempt achieved.
+enum Progress {
+    /// A transaction was acknowledged (something may have been deferred).
+    Sent,
+    /// Nothing is pending.
+    Idle,
+    /// Everything pending is held back until then.
+    Held(Instant),
+}
+
+/// Recipients whose to-device messages are held back after the peer deferred one.
+#[derive(Default)]
+struct Holds {
+    /// Recipient → not before.
+    users: HashMap<UserId, Instant>,
+    /// A deferred event of another kind holds everything after it.
+    all: Option<Instant>,
+}
+
+/// What settling an event needs to know about it, kept beside the batch being sent.
+enum Kind {
+    /// A to-device message: held per recipient, its sender told when it is refused.
+    Direct {
+        id: MessageId,
+        from: UserId,
+        to: UserId,
+    },
+    /// Anything else: ordered with the whole destination.
+    Other,
+}
+
+impl Kind {
+    fn of(event: &FedEvent) -> Kind {
+        match event {
+            FedEvent::Direct(d) => Kind::Direct {
+                id: d.id,
+                from: d.from.clone(),
+                to: d.to.clone(),
+            },
+            _ => Kind::Other,
+        }
+    }
+}
+
+impl Holds {
+    fn forget_expired(&mut self, now: Instant) {
+        self.users.retain(|_, until| *until > now);
+        if self.all.is_some_and(|until| until <= now) {
+            self.all = None;
+        }
+    }
+
+    /// The time until which an event must wait, if it must.
+    fn until(&self, event: &FedEvent) -> Option<Instant> {
+        match event {
+            FedEvent::Direct(d) => self.users.get(&d.to).copied(),
+            _ => None,
+        }
+    }
+
+    fn hold(&mut self, kind: &Kind, until: Instant) {
+        match kind {
+            Kind::Direct { to, .. } => {
+                let slot = self.users.entry(to.clone()).or_insert(until);
+                *slot = (*slot).max(until);
+            }
+            Kind::Other => self.all = Some(self.all.map_or(until, |a| a.max(until))),
+        }
+    }
 }
 
 impl Outbox {
@@ -46,12 +153,14 @@ impl Outbox {
     pub async fn start(
         store: SharedStore,
         federation: Federation,
+        notices: Notices,
         backoff_cap: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Outbox> {
         let outbox = Arc::new_cyclic(|me| Outbox {
             store,
             federation,
+            notices,
             workers: Mutex::new(HashMap::new()),
             backoff_cap,
             shutdown,
@@ -113,27 +222,39 @@ impl Outbox {
     async fn run(self: Arc<Self>, dest: ServerName, w: Arc<Worker>) {
         let mut shutdown = self.shutdown.clone();
         let mut backoff = BACKOFF_START;
+        let mut holds = Holds::default();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.deliver_batch(&dest).await {
-                Ok(true) => {
+            match self.deliver_batch(&dest, &mut holds).await {
+                Ok(Progress::Sent) => {
                     backoff = BACKOFF_START;
-                    continue;
                 }
-                Ok(false) => {
+                Ok(Progress::Idle) => {
                     backoff = BACKOFF_START;
                     tokio::select! {
                         _ = w.work.notified() => {}
                         _ = shutdown.changed() => {}
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(destination = %dest, error = %e, retry_in = ?backoff, "federation delivery failed");
+                Ok(Progress::Held(until)) => {
+                    backoff = BACKOFF_START;
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = w.work.notified() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    let delay = jitter(backoff);
+                    tracing::debug!(destination = %dest, error = %e, retry_in = ?delay, "federation delivery failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
                         _ = w.kick.notified() => {}
+                        _ = self.reachable_again(&dest, delay) => {
+                            tracing::debug!(destination = %dest, "peer answers again; retrying now");
+                        }
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(self.backoff_cap);
@@ -142,38 +263,68 @@ impl Outbox {
         }
     }
 
-    /// Sends one batch; `Ok(true)` if something was delivered, `Ok(false)` if nothing is pending.
-    async fn deliver_batch(&self, dest: &ServerName) -> Result<bool, FedError> {
-        let batch = self
+    /// Completes once a probe finds `dest` answering; never, for waits too short to probe.
+    async fn reachable_again(&self, dest: &ServerName, wait: Duration) {
+        if wait <= PROBE_INTERVAL {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            let probe = self.federation.query(dest, Query::Ping);
+            if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends one batch of the oldest pending events that are not held back.
+    async fn deliver_batch(
+        &self,
+        dest: &ServerName,
+        holds: &mut Holds,
+    ) -> Result<Progress, FedError> {
+        let pending = self
             .store
-            .outbox_peek(dest, MAX_EVENTS_PER_TXN as u32)
+            .outbox_peek(dest, PEEK_EVENTS)
             .await
             .map_err(|e| FedError::Protocol(format!("outbox read: {e}")))?;
-        if batch.is_empty() {
-            return Ok(false);
+        if pending.is_empty() {
+            return Ok(Progress::Idle);
         }
-        let mut seqs = Vec::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
+        let now = Instant::now();
+        holds.forget_expired(now);
+        let mut seqs = Vec::new();
+        let mut events = Vec::new();
         let mut dropped = Vec::new();
+        let mut held_until: Option<Instant> = holds.all;
         let mut size = 0;
-        for (seq, bytes) in batch {
-            if bytes.len() > BATCH_BYTES {
-                tracing::error!(destination = %dest, seq, bytes = bytes.len(), "dropping an event too large for any federation frame");
-                dropped.push(seq);
-                continue;
-            }
-            if size + bytes.len() > BATCH_BYTES && !events.is_empty() {
-                break;
-            }
-            match encoding::decode::<FedEvent>(&bytes) {
-                Ok(ev) => {
-                    size += bytes.len();
-                    seqs.push(seq);
-                    events.push(ev);
+        if holds.all.is_none() {
+            for (seq, bytes) in pending {
+                if events.len() == MAX_EVENTS_PER_TXN {
+                    break;
                 }
-                Err(e) => {
-                    tracing::error!(destination = %dest, seq, error = %e, "dropping an undecodable outbox event");
+                if bytes.len() > BATCH_BYTES {
+                    tracing::error!(destination = %dest, seq, bytes = bytes.len(), "dropping an event too large for any federation frame");
                     dropped.push(seq);
+                    continue;
+                }
+                if size + bytes.len() > BATCH_BYTES && !events.is_empty() {
+                    break;
+                }
+                match encoding::decode::<FedEvent>(&bytes) {
+                    Ok(ev) => {
+                        if let Some(until) = holds.until(&ev) {
+                            held_until = Some(held_until.map_or(until, |h| h.min(until)));
+                            continue;
+                        }
+                        size += bytes.len();
+                        seqs.push(seq);
+                        events.push(ev);
+                    }
+                    Err(e) => {
+                        tracing::error!(destination = %dest, seq, error = %e, "dropping an undecodable outbox event");
+                        dropped.push(seq);
+                    }
                 }
             }
         }
@@ -181,9 +332,13 @@ impl Outbox {
             let _ = self.store.outbox_remove(dest, &dropped).await;
         }
         if events.is_empty() {
-            return Ok(!dropped.is_empty());
+            return Ok(match held_until {
+                Some(until) if dropped.is_empty() => Progress::Held(until),
+                _ => Progress::Sent,
+            });
         }
         let n = events.len();
+        let kinds: Vec<Kind> = events.iter().map(Kind::of).collect();
         let ack = self
             .federation
             .send_transaction(
@@ -194,13 +349,89 @@ impl Outbox {
                 },
             )
             .await?;
+        // Deferred events stay; every later to-device message for the same recipient is held
+        // with them (the receiver defers those too, but we need not send them meanwhile).
+        let mut keep = vec![false; n];
+        for d in &ack.deferred {
+            let Some(i) = index_in(d, n) else { continue };
+            keep[i] = true;
+            let wait = d
+                .error
+                .retry_after_ms
+                .map_or(DEFAULT_DEFER, Duration::from_millis)
+                .min(MAX_DEFER);
+            holds.hold(&kinds[i], Instant::now() + wait);
+        }
+        let mut failures = Vec::new();
         for r in &ack.rejected {
+            let Some(i) = index_in(r, n) else { continue };
+            if keep[i] {
+                continue;
+            }
             tracing::warn!(destination = %dest, index = r.index, code = %r.error.code, message = %r.error.message, "peer refused an event for good");
+            if let Some(f) = self.failure(&kinds[i], &r.error) {
+                failures.push(f);
+            }
         }
-        if let Err(e) = self.store.outbox_remove(dest, &seqs).await {
-            tracing::error!(destination = %dest, error = %e, "cannot remove delivered events; they will be sent again");
+        let settled: Vec<u64> = seqs
+            .iter()
+            .zip(&keep)
+            .filter(|(_, kept)| !**kept)
+            .map(|(seq, _)| *seq)
+            .collect();
+        match self.store.outbox_settle(dest, &settled, &failures).await {
+            Ok(_) => self.tell(&failures),
+            Err(e) => {
+                tracing::error!(destination = %dest, error = %e, "cannot settle delivered events; they will be sent again");
+            }
         }
-        tracing::debug!(destination = %dest, events = n, "delivered");
-        Ok(true)
+        tracing::debug!(destination = %dest, events = n, deferred = ack.deferred.len(), rejected = ack.rejected.len(), "delivered");
+        Ok(Progress::Sent)
     }
+
+    /// The notice for the local sender of a to-device message refused for good.
+    fn failure(&self, kind: &Kind, error: &ErrorBody) -> Option<DirectFailureRow> {
+        let Kind::Direct { id, from, to } = kind else {
+            return None;
+        };
+        let ttl = u64::try_from(self.notices.ttl.as_millis()).unwrap_or(u64::MAX);
+        Some(DirectFailureRow {
+            id: *id,
+            sender: from.clone(),
+            recipient: to.clone(),
+            code: error.code,
+            message: error.message.clone(),
+            expires_at: crate::domain::now_ms().saturating_add(ttl),
+        })
+    }
+
+    /// Pushes committed failure notices to their senders' open connections.
+    fn tell(&self, failures: &[DirectFailureRow]) {
+        for f in failures {
+            let frame = encode_event(&Event::DirectFailed(failed_event(f)));
+            self.notices.hub.push(&f.sender.key, &frame);
+        }
+    }
+}
+
+/// The client event for a queued failure notice.
+pub(crate) fn failed_event(f: &DirectFailureRow) -> DirectFailed {
+    DirectFailed {
+        id: f.id,
+        to: f.recipient.clone(),
+        error: ErrorBody::new(f.code, f.message.clone()),
+    }
+}
+
+/// The index an ack entry names, if it is one of the `n` events sent.
+fn index_in(entry: &Rejected, n: usize) -> Option<usize> {
+    usize::try_from(entry.index).ok().filter(|i| *i < n)
+}
+
+/// `delay` scaled by a random factor in [0.5, 1.0), so peers coming back are not all retried
+/// in the same instant.
+fn jitter(delay: Duration) -> Duration {
+    let r = getrandom::u32().unwrap_or(u32::MAX / 2);
+    let factor = 0.5 + f64::from(r) / (f64::from(u32::MAX) * 2.0);
+    delay.mul_f64(factor)
 }

@@ -15,8 +15,8 @@ use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
 use mobium_spec::{MessageId, ServerName, Signature, UserId};
 
 use super::{
-    ChannelRow, DirectRow, HistoryQuery, InviteRow, InviteUse, MessageRow, OverrideRow,
-    OverrideTargetRow, RoleRow, StoreError, StoreResult,
+    ChannelRow, DirectFailureRow, DirectRow, HistoryQuery, InviteRow, InviteUse, MessageRow,
+    OverrideRow, OverrideTargetRow, RoleRow, StoreError, StoreResult,
 };
 
 /// A `u64` as stored: the same 64 bits read as signed.
@@ -132,6 +132,23 @@ pub(crate) fn direct(
         sender: parse("sender", &sender)?,
         ciphertext,
         sent_at: rust_u64(sent_at),
+        expires_at: rust_u64(expires_at),
+    })
+}
+
+/// `(id, sender, recipient, code, message, expires_at)`.
+pub(crate) type FailureTuple = (i64, String, String, String, String, i64);
+
+/// A queued failure notice.
+pub(crate) fn failure(
+    (id, sender, recipient, code, message, expires_at): FailureTuple,
+) -> StoreResult<DirectFailureRow> {
+    Ok(DirectFailureRow {
+        id: message_id(id)?,
+        sender: parse("sender", &sender)?,
+        recipient: parse("recipient", &recipient)?,
+        code: mobium_spec::ErrorCode::from_wire(&code),
+        message,
         expires_at: rust_u64(expires_at),
     })
 }

@@ -14,6 +14,7 @@
 
 mod codec;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -57,6 +58,24 @@ pub struct DirectRow {
     pub ciphertext: Vec<u8>,
     /// Accepted at, Unix ms.
     pub sent_at: u64,
+    /// Purged after, Unix ms.
+    pub expires_at: u64,
+}
+
+/// A to-device message another server refused for good: its local sender is told with a
+/// `direct_failed` event, queued until acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectFailureRow {
+    /// The id the sender got in `direct_sent` (the id to acknowledge).
+    pub id: MessageId,
+    /// The local user who sent the message, and who is told.
+    pub sender: UserId,
+    /// The recipient the message was for.
+    pub recipient: UserId,
+    /// The refusal's code.
+    pub code: mobium_spec::ErrorCode,
+    /// The refusal's message (the peer's words).
+    pub message: String,
     /// Purged after, Unix ms.
     pub expires_at: u64,
 }
@@ -291,6 +310,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<DirectRow>>;
     /// Deletes the recipient's messages with these ids; returns how many were deleted.
     async fn direct_ack(&self, recipient: &UserId, ids: &[MessageId]) -> StoreResult<u64>;
+    /// Failure notices queued for `sender`, ascending by id, after `after`, at most `limit`.
+    async fn direct_failures_pending(
+        &self,
+        sender: &UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DirectFailureRow>>;
     /// Deletes queued messages with `expires_at <= now`; returns how many.
     async fn direct_purge_expired(&self, now: u64) -> StoreResult<u64>;
 
@@ -435,7 +461,18 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<(u64, Vec<u8>)>>;
     /// Deletes delivered events by sequence number; returns how many.
-    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64>;
+    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {
+        self.outbox_settle(destination, seqs, &[]).await
+    }
+    /// Deletes delivered events by sequence number and, in the same transaction, queues the
+    /// failure notices of those the peer refused for good (a notice already queued is kept
+    /// once). Returns how many events were deleted.
+    async fn outbox_settle(
+        &self,
+        destination: &ServerName,
+        seqs: &[u64],
+        failures: &[DirectFailureRow],
+    ) -> StoreResult<u64>;
     /// Destinations with pending events (to restart delivery workers at start-up).
     async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>>;
     /// Number of pending events for `destination`.

@@ -16,10 +16,10 @@ use crate::support::*;
 /// A node of a test federation: its name, key and federation port, fixed before it starts so
 /// every node can list the others as static peers.
 #[derive(Clone)]
-struct NodeSpec {
-    name: ServerName,
-    key: Keypair,
-    fed_port: u16,
+pub(crate) struct NodeSpec {
+    pub(crate) name: ServerName,
+    pub(crate) key: Keypair,
+    pub(crate) fed_port: u16,
 }
 
 fn free_udp_port() -> u16 {
@@ -27,7 +27,7 @@ fn free_udp_port() -> u16 {
     s.local_addr().expect("addr").port()
 }
 
-fn specs(n: usize) -> Vec<NodeSpec> {
+pub(crate) fn specs(n: usize) -> Vec<NodeSpec> {
     (1..=n)
         .map(|i| NodeSpec {
             name: format!("node{i}.fed.test").parse().unwrap(),
@@ -37,7 +37,7 @@ fn specs(n: usize) -> Vec<NodeSpec> {
         .collect()
 }
 
-fn peers(all: &[NodeSpec]) -> Vec<PeerSetting> {
+pub(crate) fn peers(all: &[NodeSpec]) -> Vec<PeerSetting> {
     all.iter()
         .map(|s| PeerSetting {
             name: s.name.clone(),
@@ -47,7 +47,21 @@ fn peers(all: &[NodeSpec]) -> Vec<PeerSetting> {
         .collect()
 }
 
-async fn start_node(backend: Backend, spec: &NodeSpec, all: &[NodeSpec]) -> Option<TestServer> {
+pub(crate) async fn start_node(
+    backend: Backend,
+    spec: &NodeSpec,
+    all: &[NodeSpec],
+) -> Option<TestServer> {
+    start_node_with(backend, spec, all, |_| {}).await
+}
+
+/// [`start_node`] with further settings.
+pub(crate) async fn start_node_with(
+    backend: Backend,
+    spec: &NodeSpec,
+    all: &[NodeSpec],
+    tweak: impl FnOnce(&mut mobium_homeserver::config::Config),
+) -> Option<TestServer> {
     let spec = spec.clone();
     let peers = peers(all);
     start_with(backend, move |c| {
@@ -70,11 +84,12 @@ async fn start_node(backend: Backend, spec: &NodeSpec, all: &[NodeSpec]) -> Opti
         c.fed_port = spec.fed_port;
         c.fed_peers = peers;
         c.fed_well_known = mobium_homeserver::config::WellKnown::Off;
+        tweak(c);
     })
     .await
 }
 
-async fn user(server: &TestServer) -> (Client, Events, Keypair) {
+pub(crate) async fn user(server: &TestServer) -> (Client, Events, Keypair) {
     let key = Keypair::generate();
     let (c, e) = Client::connect(&server.ws_url(), &key, ConnectOptions::default())
         .await
@@ -82,7 +97,7 @@ async fn user(server: &TestServer) -> (Client, Events, Keypair) {
     (c, e, key)
 }
 
-async fn direct(events: &mut Events) -> DirectMessage {
+pub(crate) async fn direct(events: &mut Events) -> DirectMessage {
     next_event(events, |e| match e {
         Event::Direct(d) => Some(d),
         _ => None,

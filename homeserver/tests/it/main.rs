@@ -11,6 +11,7 @@ mod client_cli;
 mod direct;
 mod durability;
 mod e2ee;
+mod fed_delivery;
 mod federation;
 mod http;
 mod keys;

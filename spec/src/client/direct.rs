@@ -1,10 +1,12 @@
-//! To-device messages: `direct_send`, `direct_ack`, the `direct` event (spec `client/direct.md`).
+//! To-device messages: `direct_send`, `direct_ack`, the `direct` and `direct_failed` events (spec
+//! `client/direct.md`).
 //!
 //! Used for Olm-encrypted DMs and for Megolm session-key distribution alike; the server cannot
 //! tell them apart. A message is queued until the recipient acknowledges it with `direct_ack`.
 
 use serde::{Deserialize, Serialize};
 
+use super::ErrorBody;
 use crate::{MessageId, UserId};
 
 /// Send opaque ciphertext to one user.
@@ -41,6 +43,20 @@ pub struct DirectMessage {
     pub ciphertext: Vec<u8>,
     /// Server time the message was accepted, Unix milliseconds.
     pub sent_at: u64,
+}
+
+/// A to-device message this server accepted (`direct_sent`) was refused for good by the
+/// recipient's server. Queued for the sender like a `direct` event, and acknowledged the same way
+/// (`direct_ack` with this `id`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectFailed {
+    /// The id the sender got in `direct_sent`; also the id to acknowledge.
+    pub id: MessageId,
+    /// The recipient the message was for.
+    pub to: UserId,
+    /// Why the recipient's server refused it.
+    pub error: ErrorBody,
 }
 
 /// Acknowledge delivered messages; the server deletes them.

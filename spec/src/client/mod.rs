@@ -293,6 +293,8 @@ pub enum Event {
     Challenge(Challenge),
     /// A to-device message (live or from the offline queue).
     Direct(DirectMessage),
+    /// A to-device message sent to another server was refused there for good.
+    DirectFailed(DirectFailed),
     /// One-time keys are running out.
     KeysLow(KeysCount),
     /// A new channel message.

@@ -107,7 +107,8 @@ pub struct FedResponse {
 #[non_exhaustive]
 pub enum FedResponseBody {
     /// The transaction was applied (or had been already). The origin may now delete every event
-    /// of it from its outbox; events listed in `rejected` were refused for good, not to retry.
+    /// of it from its outbox except those listed in `deferred`; events listed in `rejected` were
+    /// refused for good, not to retry.
     Ack(Ack),
     /// The query's result.
     Result(QueryResult),
@@ -125,9 +126,14 @@ pub struct Ack {
     /// Events refused permanently, by index in `events`, with the reason; may be omitted.
     #[serde(default)]
     pub rejected: Vec<Rejected>,
+    /// Events not applied *now* (backpressure, e.g. a full recipient queue), by index in
+    /// `events`: the origin keeps them and sends them again, no sooner than the error's
+    /// `retry_after_ms`. May be omitted (empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<Rejected>,
 }
 
-/// One permanently refused event.
+/// One refused (or deferred) event.
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejected {

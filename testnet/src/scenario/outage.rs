@@ -24,6 +24,10 @@ use crate::network::Network;
 /// How long to wait for the next message, covering the outbox's retry backoff (at most 60 s).
 const NEXT: Duration = Duration::from_secs(90);
 
+/// How soon after node2's restart everything queued for bob must have arrived: well under the
+/// federation request timeout (10 s) that a stale pooled connection used to cost.
+const CATCH_UP: Duration = Duration::from_secs(8);
+
 /// Runs the scenario.
 pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     let info = net.info().clone();
@@ -64,12 +68,27 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
         "node2 restarts with the same data, ports and key",
         net.restart("node2").await,
     )?;
+    let restarted_at = tokio::time::Instant::now();
     r.step("bob reconnects to node2", bob.reconnect(&n2).await)?;
     sent.send(&alice, &bob_id, &channel, 5, r).await?;
     let (got_dms, got_posts) = match receive(&mut bob, &channel, 25, 25).await {
         Ok(v) => v,
         Err(e) => (e.clone(), Vec::new()),
     };
+    // node1's pooled QUIC connection to the killed node2 looks open until it hears back; it
+    // must be found dead and replaced in about a second, not after a 10 s request timeout.
+    let caught_up = restarted_at.elapsed();
+    r.check(
+        format!(
+            "node1 catches up with the restarted node2 within {} s",
+            CATCH_UP.as_secs()
+        ),
+        caught_up <= CATCH_UP,
+        format!(
+            "everything arrived {} ms after the restart",
+            caught_up.as_millis()
+        ),
+    );
     let tail_dms = &sent.dms[10..];
     let tail_posts = &sent.posts[10..];
     r.check(

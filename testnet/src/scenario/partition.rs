@@ -22,6 +22,14 @@ const QUIET: Duration = Duration::from_secs(5);
 /// minute, plus the QUIC handshake.
 const AFTER_HEAL: Duration = Duration::from_secs(120);
 
+/// How long the link stays cut: long enough for the outboxes' backoff to grow well past the
+/// probe interval (8–16 s waits by the end), so a prompt resume shows the probes work.
+const CUT_FOR: Duration = Duration::from_secs(20);
+
+/// How soon after the heal the first message must arrive: the outbox probes a peer it is
+/// backing off from every 2 s, and retries at once when one is answered.
+const RESUME_WITHIN: Duration = Duration::from_secs(5);
+
 /// Runs the scenario.
 pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     let info = net.info().clone();
@@ -58,6 +66,7 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
         "partition node1 from node2",
         net.partition("node1", "node2").await,
     )?;
+    let cut_at = tokio::time::Instant::now();
     r.check(
         "the daemon reports the link cut",
         cut.partitions.contains(&(1, 2)),
@@ -106,7 +115,12 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
             .unwrap_or_default(),
     );
 
-    let healed = r.step("heal node1 <-> node2", net.heal("node1", "node2").await)?;
+    tokio::time::sleep(CUT_FOR.saturating_sub(cut_at.elapsed())).await;
+    let healed = r.step(
+        format!("heal node1 <-> node2 after {} s", CUT_FOR.as_secs()),
+        net.heal("node1", "node2").await,
+    )?;
+    let healed_at = tokio::time::Instant::now();
     let dropped: u64 = healed
         .relays
         .iter()
@@ -125,6 +139,17 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
             match r.quietly("receive", user.next_dm(AFTER_HEAL).await)? {
                 Some((_, t)) => got.push(t),
                 None => break,
+            }
+            if got.len() == 1 {
+                let resumed = healed_at.elapsed();
+                r.check(
+                    format!(
+                        "delivery to {who} resumes within {} s of the heal",
+                        RESUME_WITHIN.as_secs()
+                    ),
+                    resumed <= RESUME_WITHIN,
+                    format!("first message after {} ms", resumed.as_millis()),
+                );
             }
         }
         let extra = r.quietly("receive", user.next_dm(Duration::from_secs(1)).await)?;

@@ -18,9 +18,9 @@
 use mobium_spec::{ChannelId, ServerName};
 use sqlx::{PgConnection, PgPool};
 
-use super::{channels, messages};
+use super::{channels, direct, messages};
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
-use crate::storage::{ChannelRow, HostedChange, OutboxItem, StoreResult};
+use crate::storage::{ChannelRow, DirectFailureRow, HostedChange, OutboxItem, StoreResult};
 
 pub(super) async fn channel_put(pool: &PgPool, row: &ChannelRow) -> StoreResult<()> {
     sqlx::query(
@@ -156,20 +156,24 @@ pub(super) async fn outbox_peek(
     Ok(rows.into_iter().map(codec::outbox_event).collect())
 }
 
-pub(super) async fn outbox_remove(
+pub(super) async fn outbox_settle(
     pool: &PgPool,
     destination: &ServerName,
     seqs: &[u64],
+    failures: &[DirectFailureRow],
 ) -> StoreResult<u64> {
-    if seqs.is_empty() {
+    if seqs.is_empty() && failures.is_empty() {
         return Ok(0);
     }
     let seqs: Vec<i64> = seqs.iter().map(|&seq| sql_u64(seq)).collect();
+    let mut tx = pool.begin().await?;
+    direct::failures_insert(&mut tx, failures).await?;
     let done = sqlx::query("DELETE FROM outbox WHERE destination = $1 AND seq = ANY($2)")
         .bind(destination.to_string())
         .bind(seqs)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 

@@ -9,8 +9,9 @@
 use mobium_spec::{MessageId, ServerName, UserId};
 use sqlx::{SqliteExecutor, SqlitePool};
 
-use crate::storage::codec::{self, DirectTuple, sql_u64};
-use crate::storage::{DirectRow, StoreError, StoreResult};
+use crate::storage::codec::{self, DirectTuple, FailureTuple, sql_u64};
+use crate::storage::sql;
+use crate::storage::{DirectFailureRow, DirectRow, StoreError, StoreResult};
 
 pub(super) async fn direct_enqueue(
     pool: &SqlitePool,
@@ -90,20 +91,67 @@ pub(super) async fn direct_ack(
         return Ok(0);
     }
     // SQLite cannot bind an array; the ids travel as one JSON array of integers instead.
-    let ids = ids
-        .iter()
-        .map(|id| sql_u64(id.get()).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let done = sqlx::query(
+    let ids = format!(
+        "[{}]",
+        ids.iter()
+            .map(|id| sql_u64(id.get()).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut tx = pool.begin().await?;
+    let queued = sqlx::query(
         "DELETE FROM direct_queue \
          WHERE recipient = ? AND id IN (SELECT value FROM json_each(?))",
     )
     .bind(recipient.to_string())
-    .bind(format!("[{ids}]"))
-    .execute(pool)
+    .bind(&ids)
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected())
+    // Failure notices are acknowledged the same way (their ids come from the same generator).
+    let notices = sqlx::query(
+        "DELETE FROM direct_failures \
+         WHERE sender = ? AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(recipient.to_string())
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(queued.rows_affected() + notices.rows_affected())
+}
+
+pub(super) async fn direct_failures_pending(
+    pool: &SqlitePool,
+    sender: &UserId,
+    after: Option<MessageId>,
+    limit: u32,
+) -> StoreResult<Vec<DirectFailureRow>> {
+    let rows: Vec<FailureTuple> = sqlx::query_as(sql::FAILURES_PENDING)
+        .bind(sender.to_string())
+        .bind(after.map_or(0, |id| sql_u64(id.get())))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(codec::failure).collect()
+}
+
+/// Queues failure notices inside the caller's transaction (a notice already queued stays once).
+pub(super) async fn failures_insert(
+    conn: &mut sqlx::SqliteConnection,
+    failures: &[DirectFailureRow],
+) -> StoreResult<()> {
+    for f in failures {
+        sqlx::query(sql::FAILURE_INSERT)
+            .bind(f.sender.to_string())
+            .bind(sql_u64(f.id.get()))
+            .bind(f.recipient.to_string())
+            .bind(f.code.as_str())
+            .bind(&f.message)
+            .bind(sql_u64(f.expires_at))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn direct_purge_expired(pool: &SqlitePool, now: u64) -> StoreResult<u64> {
@@ -114,6 +162,10 @@ pub(super) async fn direct_purge_expired(pool: &SqlitePool, now: u64) -> StoreRe
     // Once a remote message would have expired, a resend of it is stale anyway: forget its
     // origin too, so the dedupe table stays bounded.
     sqlx::query("DELETE FROM direct_remote_origins WHERE expires_at <= ?")
+        .bind(sql_u64(now))
+        .execute(pool)
+        .await?;
+    sqlx::query(sql::FAILURES_PURGE)
         .bind(sql_u64(now))
         .execute(pool)
         .await?;

@@ -13,9 +13,9 @@
 use mobium_spec::{ChannelId, ServerName};
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{channels, messages};
+use super::{channels, direct, messages};
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
-use crate::storage::{ChannelRow, HostedChange, OutboxItem, StoreResult};
+use crate::storage::{ChannelRow, DirectFailureRow, HostedChange, OutboxItem, StoreResult};
 
 pub(super) async fn channel_put(pool: &SqlitePool, row: &ChannelRow) -> StoreResult<()> {
     sqlx::query(
@@ -140,12 +140,13 @@ pub(super) async fn outbox_peek(
     Ok(rows.into_iter().map(codec::outbox_event).collect())
 }
 
-pub(super) async fn outbox_remove(
+pub(super) async fn outbox_settle(
     pool: &SqlitePool,
     destination: &ServerName,
     seqs: &[u64],
+    failures: &[DirectFailureRow],
 ) -> StoreResult<u64> {
-    if seqs.is_empty() {
+    if seqs.is_empty() && failures.is_empty() {
         return Ok(0);
     }
     // SQLite cannot bind an array; the numbers travel as one JSON array of integers instead.
@@ -154,13 +155,16 @@ pub(super) async fn outbox_remove(
         .map(|&seq| sql_u64(seq).to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    direct::failures_insert(&mut tx, failures).await?;
     let done = sqlx::query(
         "DELETE FROM outbox WHERE destination = ? AND seq IN (SELECT value FROM json_each(?))",
     )
     .bind(destination.to_string())
     .bind(format!("[{seqs}]"))
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 

@@ -27,8 +27,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ChannelRow, ClaimedKeys, DirectRow, HistoryQuery, HostedChange, InviteRow, InviteUse,
-    MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store, StoreError,
+    ChannelRow, ClaimedKeys, DirectFailureRow, DirectRow, HistoryQuery, HostedChange, InviteRow,
+    InviteUse, MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store, StoreError,
     StoreResult,
 };
 
@@ -164,6 +164,15 @@ impl Store for SqliteStore {
 
     async fn direct_ack(&self, recipient: &UserId, ids: &[MessageId]) -> StoreResult<u64> {
         direct::direct_ack(&self.pool, recipient, ids).await
+    }
+
+    async fn direct_failures_pending(
+        &self,
+        sender: &UserId,
+        after: Option<MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<DirectFailureRow>> {
+        direct::direct_failures_pending(&self.pool, sender, after, limit).await
     }
 
     async fn direct_purge_expired(&self, now: u64) -> StoreResult<u64> {
@@ -384,8 +393,13 @@ impl Store for SqliteStore {
         federation::outbox_peek(&self.pool, destination, limit).await
     }
 
-    async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {
-        federation::outbox_remove(&self.pool, destination, seqs).await
+    async fn outbox_settle(
+        &self,
+        destination: &ServerName,
+        seqs: &[u64],
+        failures: &[DirectFailureRow],
+    ) -> StoreResult<u64> {
+        federation::outbox_settle(&self.pool, destination, seqs, failures).await
     }
 
     async fn outbox_destinations(&self) -> StoreResult<Vec<ServerName>> {

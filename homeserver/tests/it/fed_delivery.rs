@@ -1,0 +1,246 @@
+//! What happens to an acknowledged to-device message when the recipient's server cannot take
+//! it: a full queue is backpressure (kept, resent as the queue drains, nothing lost), a refusal
+//! for good is reported to the sender (`direct_failed`), and a database failure on the
+//! receiving side is "try again", never "no such user".
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use mobium_client_api::sdk::{Client, ConnectOptions, Events};
+use mobium_spec::client::*;
+use mobium_spec::{ErrorCode, Keypair, UserId};
+
+use crate::both_backends;
+use crate::federation::{direct, specs, start_node, start_node_with, user};
+use crate::support::*;
+
+/// Sends `n` numbered DMs on one connection, pipelined; the server handles one connection's
+/// requests in order, so the numbers are also the order of acceptance.
+async fn send_numbered(alice: &Client, to: &UserId, n: u32) {
+    let sends = stream::iter(0..n)
+        .map(|i| {
+            let to = to.clone();
+            async move {
+                alice
+                    .request(Request::DirectSend(DirectSend {
+                        to,
+                        ciphertext: i.to_be_bytes().to_vec(),
+                    }))
+                    .await
+            }
+        })
+        .buffered(32);
+    let answers: Vec<_> = sends.collect().await;
+    for (i, a) in answers.into_iter().enumerate() {
+        assert!(
+            matches!(a, Ok(Response::DirectSent(_))),
+            "send {i} was not accepted: {a:?}"
+        );
+    }
+}
+
+/// Receives until `n` messages arrived, acknowledging in small batches with a pause between:
+/// a user who drains steadily but slowly.
+async fn drain_slowly(client: &Client, events: &mut Events, n: usize) -> Vec<u32> {
+    let mut got = Vec::with_capacity(n);
+    let mut unacked = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while got.len() < n {
+        match tokio::time::timeout(Duration::from_millis(20), events.recv()).await {
+            Ok(Some(Event::Direct(d))) => {
+                got.push(u32::from_be_bytes(d.ciphertext[..4].try_into().unwrap()));
+                unacked.push(d.id);
+                continue;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("connection closed after {} messages", got.len()),
+            Err(_) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} messages arrived within 120 s",
+            got.len()
+        );
+        for chunk in unacked.chunks(10) {
+            client
+                .request(Request::DirectAck(DirectAck {
+                    ids: chunk.to_vec(),
+                }))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        unacked.clear();
+    }
+    got
+}
+
+async fn full_queue_is_backpressure_not_loss(backend: Backend) {
+    const SENT: u32 = 5000;
+    const CAP: u32 = 100;
+    let all = specs(2);
+    let Some(a) = start_node(backend, &all[0], &all).await else {
+        return;
+    };
+    let Some(mut b) =
+        start_node_with(backend, &all[1], &all, |c| c.max_offline_messages = CAP).await
+    else {
+        return;
+    };
+    let (alice, _ae, _) = user(&a).await;
+    let bob_key = Keypair::generate();
+    let (bob, _be) = Client::connect(&b.ws_url(), &bob_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    let bob_id = bob.user_id().clone();
+    bob.close();
+
+    // Bob's server is down while Alice sends; every send is accepted into her outbox.
+    let b_running = b.running.take().unwrap();
+    let b_port = b_running.addr.port();
+    b_running.shutdown().await.unwrap();
+    send_numbered(&alice, &bob_id, SENT).await;
+
+    // It returns with a queue cap far below the backlog; Bob drains and acknowledges slowly.
+    let mut config = b.config.clone();
+    config.port = b_port;
+    b.running = Some(restart_on(config).await);
+    let (bob, mut be) = Client::connect(&b.ws_url(), &bob_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    let got = drain_slowly(&bob, &mut be, SENT as usize).await;
+    assert_eq!(
+        got,
+        (0..SENT).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    no_event(&mut be, Duration::from_millis(500), |e| {
+        matches!(e, Event::Direct(_))
+    })
+    .await;
+    let outbox = &a.running().app.federation().unwrap().outbox;
+    eventually(|| async { (outbox.pending(&all[1].name).await == 0).then_some(()) }).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+async fn refusal_for_good_is_reported_to_the_sender(backend: Backend) {
+    let all = specs(2);
+    let Some(a) = start_node(backend, &all[0], &all).await else {
+        return;
+    };
+    let Some(b) = start_node(backend, &all[1], &all).await else {
+        return;
+    };
+    let alice_key = Keypair::generate();
+    let (alice, mut ae) = Client::connect(&a.ws_url(), &alice_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    // Nobody with this key ever registered on node2.
+    let nobody = UserId::new(Keypair::generate().public(), all[1].name.clone());
+    let Response::DirectSent(sent) = alice
+        .request(Request::DirectSend(DirectSend {
+            to: nobody.clone(),
+            ciphertext: b"olm:anyone there?".to_vec(),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("not accepted");
+    };
+    let failed = |e: Event| match e {
+        Event::DirectFailed(f) => Some(f),
+        _ => None,
+    };
+    let f = next_event(&mut ae, failed).await;
+    assert_eq!(
+        (f.id, &f.to, f.error.code),
+        (sent.id, &nobody, ErrorCode::NotFound)
+    );
+
+    // The notice is queued until acknowledged: a new connection gets it again.
+    alice.close();
+    let (alice, mut ae) = Client::connect(&a.ws_url(), &alice_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    let again = next_event(&mut ae, failed).await;
+    assert_eq!(again.id, sent.id);
+    let Response::DirectAcked(acked) = alice
+        .request(Request::DirectAck(DirectAck { ids: vec![sent.id] }))
+        .await
+        .unwrap()
+    else {
+        panic!("ack");
+    };
+    assert_eq!(acked.removed, 1);
+    alice.close();
+    let (_alice, mut ae) = Client::connect(&a.ws_url(), &alice_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    no_event(&mut ae, Duration::from_millis(500), |e| {
+        matches!(e, Event::DirectFailed(_))
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Runs one statement on a server's database from outside the server.
+async fn poke_database(server: &TestServer, statement: &str) {
+    use sqlx::Connection;
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    match &server.config.database_url {
+        Some(url) if url.starts_with("postgres") => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let path = server.config.data_dir.join("mobium.db");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn receiver_database_failure_is_retried_not_refused(backend: Backend) {
+    let all = specs(2);
+    let Some(a) = start_node(backend, &all[0], &all).await else {
+        return;
+    };
+    let Some(b) = start_node(backend, &all[1], &all).await else {
+        return;
+    };
+    let (alice, mut ae, _) = user(&a).await;
+    let (bob, mut be, _) = user(&b).await;
+
+    // The receiver's user lookup fails (its table is gone for a moment).
+    poke_database(&b, "ALTER TABLE users RENAME TO users_away").await;
+    alice
+        .request(Request::DirectSend(DirectSend {
+            to: bob.user_id().clone(),
+            ciphertext: b"olm:through a hiccup".to_vec(),
+        }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    poke_database(&b, "ALTER TABLE users_away RENAME TO users").await;
+
+    let got = tokio::time::timeout(Duration::from_secs(20), direct(&mut be))
+        .await
+        .expect("the message arrives once the database answers again");
+    assert_eq!(got.ciphertext, b"olm:through a hiccup");
+    no_event(&mut ae, Duration::from_millis(300), |e| {
+        matches!(e, Event::DirectFailed(_))
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+both_backends!(
+    full_queue_is_backpressure_not_loss,
+    refusal_for_good_is_reported_to_the_sender,
+    receiver_database_failure_is_retried_not_refused,
+);
