@@ -104,6 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         message_ttl: config.message_ttl(),
         rate_per_sec: config.rate_limit_per_sec,
         rate_burst: config.rate_limit_burst,
+        max_message_size: config.max_message_size,
     };
     let app = App::new(
         store.clone(),

@@ -14,6 +14,7 @@ use mobium_spec::federation::{FedDirect, FedEvent};
 use crate::storage::DirectRow;
 
 pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
+    app.check_size(&r.ciphertext)?;
     if !app.is_local(&r.to) {
         return send_remote(app, me, r).await;
     }

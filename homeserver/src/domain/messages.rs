@@ -37,11 +37,10 @@ pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
 
 pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    perms::require(app, &ch, me, Permissions::SEND).await?;
-    if r.ciphertext.is_empty() {
-        return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
-    }
+    app.check_message(&r.ciphertext)?;
     if !app.hosts(&ch.id) {
+        // The host checks again when it orders the message; this spares it the obvious cases.
+        perms::require(app, &ch, me, Permissions::SEND).await?;
         // Queue it for the host; the id is provisional and comes back as `origin_id`.
         let origin_id = app.next_id();
         let event = FedEvent::ChannelSend(ChannelSend {
@@ -59,7 +58,10 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
             sent_at: now_ms(),
         }));
     }
+    // Authorized under the channel's lock: a send that raced a kick is ordered either before
+    // the kick (and allowed) or after it (and refused), never after it and allowed.
     let _order = app.channel_lock(&ch.id).await;
+    perms::require(app, &ch, me, Permissions::SEND).await?;
     let row = MessageRow {
         channel: ch.id.clone(),
         id: app.next_id(),
@@ -163,9 +165,7 @@ pub(crate) async fn edit_hosted(
     id: MessageId,
     ciphertext: Vec<u8>,
 ) -> Result<(), ErrorBody> {
-    if ciphertext.is_empty() {
-        return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
-    }
+    app.check_message(&ciphertext)?;
     let _order = app.channel_lock(&ch.id).await;
     may_change(app, ch, editor, id).await?;
     let edited_at = now_ms();
@@ -234,6 +234,7 @@ pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
         edit_hosted(app, &ch, me, r.id, r.ciphertext).await?;
     } else {
         perms::require(app, &ch, me, Permissions::VIEW).await?;
+        app.check_message(&r.ciphertext)?;
         let event = FedEvent::ChannelEdit(ChannelEdit {
             channel: ch.id.clone(),
             editor: me.clone(),

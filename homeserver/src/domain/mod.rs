@@ -58,7 +58,14 @@ pub struct DomainSettings {
     pub rate_per_sec: u32,
     /// Requests per user at once.
     pub rate_burst: u32,
+    /// Largest WebSocket message to or from a client (`SC_MAX_MESSAGE_SIZE`).
+    pub max_message_size: usize,
 }
+
+/// Room left in a client frame for everything but the ciphertext (ids, names, field names):
+/// a ciphertext of at most `SC_MAX_MESSAGE_SIZE - EVENT_OVERHEAD` bytes always fits the event
+/// that carries it to clients.
+pub const EVENT_OVERHEAD: usize = 1024;
 
 /// The homeserver's shared state; one per process, behind an `Arc`.
 pub struct App {
@@ -158,6 +165,31 @@ impl App {
         if self.fed.set(link).is_err() {
             tracing::warn!("federation link installed twice; keeping the first");
         }
+    }
+
+    /// The one size rule for ciphertext that reaches clients, whoever sent it (a client of this
+    /// server or another server): it must fit, with [`EVENT_OVERHEAD`], in one client frame, or
+    /// no client could ever receive it.
+    pub(crate) fn check_size(&self, ciphertext: &[u8]) -> Result<(), ErrorBody> {
+        let limit = self
+            .settings
+            .max_message_size
+            .saturating_sub(EVENT_OVERHEAD);
+        if ciphertext.len() > limit {
+            return Err(err(
+                ErrorCode::TooLarge,
+                &format!("ciphertext over this server's limit of {limit} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`check_size`](Self::check_size), and not empty: the rule for channel messages and edits.
+    pub(crate) fn check_message(&self, ciphertext: &[u8]) -> Result<(), ErrorBody> {
+        if ciphertext.is_empty() {
+            return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
+        }
+        self.check_size(ciphertext)
     }
 
     /// Drops cached permissions after an out-of-band change (the admin API).

@@ -3,6 +3,9 @@
 //!
 //! The cache is cleared wholesale on any change to memberships, roles, grants or overrides:
 //! those are rare next to messages, and wholesale clearing cannot go stale by a missed case.
+//! Each clear starts a new generation, and a value computed from the database is cached only
+//! if no clear happened while it was being read: a lookup that raced a kick cannot put the
+//! kicked member's old permissions back after the kick cleared them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,8 @@ use crate::storage::{ChannelRow, OverrideTargetRow};
 
 #[derive(Default)]
 struct CacheInner {
+    /// Bumped by every clear.
+    generation: u64,
     channels: HashMap<ChannelId, Arc<ChannelRow>>,
     perms: HashMap<(ChannelId, UserId), Option<Permissions>>,
     viewers: HashMap<ChannelId, Arc<Vec<UserId>>>,
@@ -34,7 +39,24 @@ impl PermCache {
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
-        *self.lock() = CacheInner::default();
+        let mut inner = self.lock();
+        let generation = inner.generation.wrapping_add(1);
+        *inner = CacheInner {
+            generation,
+            ..CacheInner::default()
+        };
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Runs `insert` unless the cache was cleared since `generation`.
+    fn insert_if_current(&self, generation: u64, insert: impl FnOnce(&mut CacheInner)) {
+        let mut inner = self.lock();
+        if inner.generation == generation {
+            insert(&mut inner);
+        }
     }
 }
 
@@ -43,6 +65,7 @@ pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>
     if let Some(c) = app.cache.lock().channels.get(id) {
         return Ok(c.clone());
     }
+    let generation = app.cache.generation();
     // Channels hosted elsewhere are found here only as replicas (after a local user joined).
     let row = app
         .store
@@ -50,7 +73,9 @@ pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>
         .await?
         .ok_or_else(|| err(ErrorCode::NotFound, "no such channel"))?;
     let row = Arc::new(row);
-    app.cache.lock().channels.insert(id.clone(), row.clone());
+    app.cache.insert_if_current(generation, |c| {
+        c.channels.insert(id.clone(), row.clone());
+    });
     Ok(row)
 }
 
@@ -64,8 +89,11 @@ pub(crate) async fn of(
     if let Some(p) = app.cache.lock().perms.get(&key) {
         return Ok(*p);
     }
+    let generation = app.cache.generation();
     let p = compute(app, ch, user).await?;
-    app.cache.lock().perms.insert(key, p);
+    app.cache.insert_if_current(generation, |c| {
+        c.perms.insert(key, p);
+    });
     Ok(p)
 }
 
@@ -139,6 +167,7 @@ pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId
     if let Some(v) = app.cache.lock().viewers.get(&ch.id) {
         return Ok(v.clone());
     }
+    let generation = app.cache.generation();
     let mut out = Vec::new();
     for (user, _) in app.store.members(&ch.id).await? {
         if of(app, ch, &user)
@@ -149,7 +178,9 @@ pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId
         }
     }
     let out = Arc::new(out);
-    app.cache.lock().viewers.insert(ch.id.clone(), out.clone());
+    app.cache.insert_if_current(generation, |c| {
+        c.viewers.insert(ch.id.clone(), out.clone());
+    });
     Ok(out)
 }
 

@@ -14,6 +14,9 @@ use super::inbound::Outcome;
 use crate::domain::{App, err, now_ms, perms};
 use crate::storage::{MessageRow, StoreError};
 
+/// How long the host should wait before resending events of a channel we have no copy of yet.
+pub(super) const UNKNOWN_CHANNEL_RETRY_MS: u64 = 500;
+
 pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Outcome {
     if h.channel.host != *origin {
         return Outcome::Refused(err(
@@ -23,12 +26,14 @@ pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Out
     }
     match app.store.channel_get(&h.channel).await {
         Ok(Some(_)) => {}
-        // We have not recorded our join yet (its answer may still be on its way): retry later.
+        // We have not recorded our join yet (its answer may still be on its way): not now.
         Ok(None) => {
-            return Outcome::Retry(err(
+            let mut e = err(
                 ErrorCode::NotFound,
-                "unknown channel; retry after the join completes",
-            ));
+                "unknown channel; send again after the join completes",
+            );
+            e.retry_after_ms = Some(UNKNOWN_CHANNEL_RETRY_MS);
+            return Outcome::Deferred(e);
         }
         Err(e) => return e.into(),
     }

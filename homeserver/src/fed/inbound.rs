@@ -59,9 +59,28 @@ impl FederationHandler for App {
             index: u32::try_from(index).unwrap_or(u32::MAX),
             error,
         };
+        // Once a hosted event of a channel is deferred, its later events must wait too: they are
+        // applied in `seq` order or not at all.
+        let mut deferred_channels = std::collections::HashSet::new();
         let mut events = txn.events.into_iter().enumerate().peekable();
         while let Some((index, event)) = events.next() {
             let outcomes = match event {
+                FedEvent::Hosted(h) if deferred_channels.contains(&h.channel) => {
+                    let mut e = err(
+                        ErrorCode::NotFound,
+                        "an earlier event of this channel is deferred",
+                    );
+                    e.retry_after_ms = Some(hosted::UNKNOWN_CHANNEL_RETRY_MS);
+                    vec![(index, Outcome::Deferred(e))]
+                }
+                FedEvent::Hosted(h) => {
+                    let channel = h.channel.clone();
+                    let outcome = hosted::apply(self, origin, h).await;
+                    if matches!(outcome, Outcome::Deferred(_)) {
+                        deferred_channels.insert(channel);
+                    }
+                    vec![(index, outcome)]
+                }
                 // A run of to-device messages is queued in one database transaction.
                 FedEvent::Direct(first) => {
                     let mut run = vec![(index, first)];
@@ -159,7 +178,9 @@ async fn directs(
     let mut accepted = Vec::with_capacity(run.len());
     let mut exists = std::collections::HashMap::new();
     for (index, d) in run {
-        if let Err(e) = from_origin(origin, &d.from) {
+        // Never queue what no client of ours could receive (it would stay queued and be
+        // pushed, too large, at every reconnect).
+        if let Err(e) = from_origin(origin, &d.from).and_then(|()| app.check_size(&d.ciphertext)) {
             out.push((index, Outcome::Refused(e)));
             continue;
         }
@@ -265,9 +286,11 @@ async fn hosted_channel(
 
 async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), ErrorBody> {
     from_origin(origin, &s.sender)?;
+    app.check_message(&s.ciphertext)?;
     let ch = hosted_channel(app, &s.channel).await?;
-    perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
+    // Authorized under the lock, like a local send (see `domain::messages::send`).
     let _order = app.channel_lock(&ch.id).await;
+    perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
     let row = MessageRow {
         channel: ch.id.clone(),
         id: app.next_id(),

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use mobium_client_api::sdk::{Client, ConnectOptions, Events};
+use mobium_federation::{Ack, FedConfig, Federation, FederationHandler, StaticPeer, WellKnownMode};
 use mobium_spec::client::*;
-use mobium_spec::{ErrorCode, Keypair, UserId};
+use mobium_spec::federation::{
+    ChannelSend, FedDirect, FedEvent, HostedBody, HostedEvent, Query, QueryResult, Transaction,
+};
+use mobium_spec::{ErrorCode, Keypair, ServerName, UserId};
 
 use crate::both_backends;
 use crate::federation::{direct, specs, start_node, start_node_with, user};
@@ -239,8 +243,189 @@ async fn receiver_database_failure_is_retried_not_refused(backend: Backend) {
     b.stop().await;
 }
 
+async fn oversized_federated_direct_is_refused_not_queued(backend: Backend) {
+    let all = specs(2);
+    let Some(a) = start_node_with(backend, &all[0], &all, |c| c.max_message_size = 64 * 1024).await
+    else {
+        return;
+    };
+    let Some(b) = start_node_with(backend, &all[1], &all, |c| c.max_message_size = 4096).await
+    else {
+        return;
+    };
+    let (alice, mut ae, _) = user(&a).await;
+    let (bob, mut be, _) = user(&b).await;
+    // Within node1's limit, beyond what node2's clients could ever receive.
+    let Response::DirectSent(big) = alice
+        .request(Request::DirectSend(DirectSend {
+            to: bob.user_id().clone(),
+            ciphertext: vec![7; 10_000],
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("not accepted");
+    };
+    let f = next_event(&mut ae, |e| match e {
+        Event::DirectFailed(f) => Some(f),
+        _ => None,
+    })
+    .await;
+    assert_eq!((f.id, f.error.code), (big.id, ErrorCode::TooLarge));
+    alice
+        .request(Request::DirectSend(DirectSend {
+            to: bob.user_id().clone(),
+            ciphertext: b"olm:small".to_vec(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(direct(&mut be).await.ciphertext, b"olm:small");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A bare federation peer (no homeserver behind it) that node2 knows as a static peer.
+async fn bare_peer(
+    spec: &crate::federation::NodeSpec,
+    all: &[crate::federation::NodeSpec],
+) -> Federation {
+    struct Nothing;
+    #[async_trait::async_trait]
+    impl FederationHandler for Nothing {
+        async fn transaction(
+            &self,
+            _: &ServerName,
+            _: u64,
+            _: Transaction,
+        ) -> Result<Ack, ErrorBody> {
+            Ok(Ack::default())
+        }
+        async fn query(&self, _: &ServerName, _: Query) -> Result<QueryResult, ErrorBody> {
+            Err(ErrorBody::new(ErrorCode::UnknownOp, "nothing here"))
+        }
+    }
+    let mut config = FedConfig::new(spec.name.clone(), spec.key.clone());
+    config.bind = format!("127.0.0.1:{}", spec.fed_port).parse().unwrap();
+    config.discovery.well_known = WellKnownMode::Off;
+    config.discovery.static_peers = all
+        .iter()
+        .map(|p| StaticPeer {
+            name: p.name.clone(),
+            addr: format!("127.0.0.1:{}", p.fed_port).parse().unwrap(),
+            key: p.key.public(),
+        })
+        .collect();
+    Federation::start(config, std::sync::Arc::new(Nothing))
+        .await
+        .unwrap()
+}
+
+async fn federated_input_is_checked_like_client_input(backend: Backend) {
+    let all = specs(2);
+    let Some(host) = start_node_with(backend, &all[1], &all, |c| c.max_message_size = 4096).await
+    else {
+        return;
+    };
+    let peer = bare_peer(&all[0], &all).await;
+    let (owner, mut oe, _) = user(&host).await;
+    let Response::ChannelCreated(created) = owner
+        .request(Request::ChannelCreate(ChannelCreate {
+            metadata: b"enc:garden".to_vec(),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("create");
+    };
+    let sender = UserId::new(Keypair::generate().public(), all[0].name.clone());
+    let send = |ciphertext: Vec<u8>| {
+        FedEvent::ChannelSend(ChannelSend {
+            channel: created.channel.clone(),
+            sender: sender.clone(),
+            origin_id: mobium_spec::MessageId::new(1).unwrap(),
+            ciphertext,
+            reply_to: None,
+        })
+    };
+    let direct_to = |ciphertext: Vec<u8>| {
+        FedEvent::Direct(FedDirect {
+            id: mobium_spec::MessageId::new(2).unwrap(),
+            from: sender.clone(),
+            to: owner.user_id().clone(),
+            ciphertext,
+            sent_at: 1,
+        })
+    };
+    let ack = peer
+        .send_transaction(
+            &all[1].name,
+            Transaction {
+                events: vec![
+                    send(Vec::new()),
+                    send(vec![1; 8000]),
+                    direct_to(vec![1; 8000]),
+                ],
+                ephemeral: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let codes: Vec<_> = ack
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.error.code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (0, ErrorCode::InvalidArgument),
+            (1, ErrorCode::TooLarge),
+            (2, ErrorCode::TooLarge)
+        ]
+    );
+    assert!(ack.deferred.is_empty());
+
+    // One rule for a transaction: an event that cannot be applied now is deferred on its own,
+    // and the events beside it are applied (not "an error, but the direct was delivered").
+    let unknown: mobium_spec::ChannelId = format!("#12345@{}", all[0].name).parse().unwrap();
+    let hosted = FedEvent::Hosted(HostedEvent {
+        channel: unknown,
+        seq: 7,
+        body: HostedBody::MemberJoined {
+            user: sender.clone(),
+        },
+    });
+    let mut small = direct_to(b"olm:hi".to_vec());
+    if let FedEvent::Direct(d) = &mut small {
+        d.id = mobium_spec::MessageId::new(3).unwrap();
+    }
+    let ack = peer
+        .send_transaction(
+            &all[1].name,
+            Transaction {
+                events: vec![small, hosted],
+                ephemeral: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
+    let deferred: Vec<_> = ack
+        .deferred
+        .iter()
+        .map(|d| (d.index, d.error.code))
+        .collect();
+    assert_eq!(deferred, vec![(1, ErrorCode::NotFound)]);
+    assert!(ack.deferred[0].error.retry_after_ms.is_some());
+    assert_eq!(direct(&mut oe).await.ciphertext, b"olm:hi");
+    peer.shutdown().await;
+    host.stop().await;
+}
+
 both_backends!(
     full_queue_is_backpressure_not_loss,
     refusal_for_good_is_reported_to_the_sender,
     receiver_database_failure_is_retried_not_refused,
+    oversized_federated_direct_is_refused_not_queued,
+    federated_input_is_checked_like_client_input,
 );

@@ -16,5 +16,6 @@ mod federation;
 mod http;
 mod keys;
 mod presence;
+mod races;
 mod sdk;
 mod transport;

@@ -64,8 +64,8 @@ pub enum FedBody {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Transaction {
-    /// Durable events, in the origin's order (at most [`MAX_EVENTS_PER_TXN`]); may be omitted.
-    #[serde(default)]
+    /// Durable events, in the origin's order (at most [`MAX_EVENTS_PER_TXN`]); required, may be
+    /// empty.
     #[cfg_attr(
         test,
         proptest(
@@ -73,8 +73,7 @@ pub struct Transaction {
         )
     )]
     pub events: Vec<FedEvent>,
-    /// Presence and typing: delivered if possible, never retried; may be omitted.
-    #[serde(default)]
+    /// Presence and typing: delivered if possible, never retried; required, may be empty.
     #[cfg_attr(
         test,
         proptest(
@@ -123,8 +122,8 @@ pub enum FedResponseBody {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Ack {
-    /// Events refused permanently, by index in `events`, with the reason; may be omitted.
-    #[serde(default)]
+    /// Events refused permanently, by index in `events`, with the reason; required, may be
+    /// empty.
     pub rejected: Vec<Rejected>,
     /// Events not applied *now* (backpressure, e.g. a full recipient queue), by index in
     /// `events`: the origin keeps them and sends them again, no sooner than the error's
