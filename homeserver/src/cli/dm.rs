@@ -49,24 +49,31 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DmCommand) -> Result<(), CliError> {
         DmCommand::Receive(a) => {
             let (m, mut events) = ctx.connect().await?;
             let mut got: Vec<DirectText> = Vec::new();
-            while let Ok(e) = events.try_recv() {
-                if let ClientEvent::Direct(d) = e {
+            let mut refused: Vec<ClientEvent> = Vec::new();
+            let mut take = |e: ClientEvent, got: &mut Vec<DirectText>| match e {
+                ClientEvent::Direct(d) => {
                     got.push(d);
+                    true
                 }
+                e @ ClientEvent::DirectFailed { .. } => {
+                    refused.push(e);
+                    false
+                }
+                _ => false,
+            };
+            while let Ok(e) = events.try_recv() {
+                take(e, &mut got);
             }
             if got.is_empty() && a.wait > 0 {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(a.wait);
                 while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
-                    if let ClientEvent::Direct(d) = e {
-                        got.push(d);
+                    if take(e, &mut got) {
                         break;
                     }
                 }
                 // Whatever else arrived together with it.
                 while let Ok(e) = events.try_recv() {
-                    if let ClientEvent::Direct(d) = e {
-                        got.push(d);
-                    }
+                    take(e, &mut got);
                 }
             }
             // Whatever the client still processes (and acknowledges) after this is reported
@@ -74,30 +81,36 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DmCommand) -> Result<(), CliError> {
             m.close();
             let deadline = tokio::time::Instant::now() + ctx.timeout;
             while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
-                if let ClientEvent::Direct(d) = e {
-                    got.push(d);
-                }
+                take(e, &mut got);
             }
-            ctx.out.print(json!({"messages": got}), || {
-                if got.is_empty() {
-                    return "no direct messages".to_owned();
-                }
-                got.iter()
-                    .map(|d| match d.decryption.text() {
-                        Some(t) => format!("{} {}: {t}", d.id, d.from),
-                        None => format!(
-                            "{} {}: [undecryptable: {}]",
-                            d.id,
-                            d.from,
-                            d.decryption
-                                .failure()
-                                .map(ToString::to_string)
-                                .unwrap_or_default()
-                        ),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            ctx.out
+                .print(json!({"messages": got, "refused": refused}), || {
+                    let refusals = refused.iter().filter_map(|e| match e {
+                        ClientEvent::DirectFailed { id, to, error } => {
+                            Some(super::listen::refused(*id, to, error))
+                        }
+                        _ => None,
+                    });
+                    if got.is_empty() && refused.is_empty() {
+                        return "no direct messages".to_owned();
+                    }
+                    got.iter()
+                        .map(|d| match d.decryption.text() {
+                            Some(t) => format!("{} {}: {t}", d.id, d.from),
+                            None => format!(
+                                "{} {}: [undecryptable: {}]",
+                                d.id,
+                                d.from,
+                                d.decryption
+                                    .failure()
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default()
+                            ),
+                        })
+                        .chain(refusals)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
             Ok(())
         }
     }

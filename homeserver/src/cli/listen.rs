@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use clap::Args;
-use mobium_client_api::sdk::e2ee::ClientEvent;
+use mobium_client_api::sdk::e2ee::{ClientEvent, MetadataDecryption};
+use mobium_spec::client::ErrorBody;
+use mobium_spec::{MessageId, UserId};
 
 use super::presence::Status;
 use super::{CliError, Ctx};
 
 #[derive(Args, Debug)]
 pub(crate) struct ListenArgs {
-    /// Stop after this many messages (DMs, channel messages and edits; other events are
-    /// printed but not counted).
+    /// Stop after this many messages (DMs, refused DMs, channel messages and edits; other events
+    /// are printed but not counted).
     #[arg(long)]
     count: Option<usize>,
     /// Stop after this many seconds.
@@ -55,7 +57,10 @@ pub(crate) async fn run(ctx: &Ctx, a: ListenArgs) -> Result<(), CliError> {
         let Some(event) = event else { break };
         if matches!(
             event,
-            ClientEvent::Direct(_) | ClientEvent::Message(_) | ClientEvent::MessageEdited(_)
+            ClientEvent::Direct(_)
+                | ClientEvent::DirectFailed { .. }
+                | ClientEvent::Message(_)
+                | ClientEvent::MessageEdited(_)
         ) {
             seen += 1;
         }
@@ -93,6 +98,52 @@ fn print(ctx: &Ctx, event: &ClientEvent) {
                     .unwrap_or_default()
             ),
         },
+        ClientEvent::DirectFailed { id, to, error } => refused(*id, to, error),
+        ClientEvent::Connected { user_id } => format!("connected as {user_id}"),
+        ClientEvent::Disconnected { reason } => format!("disconnected ({reason}); reconnecting"),
+        ClientEvent::MessageDeleted {
+            channel,
+            id,
+            deleted_by,
+        } => format!("{channel} {id} deleted by {deleted_by}"),
+        ClientEvent::KeyReceived {
+            channel, sender, ..
+        } => format!("{channel} key from {sender}"),
+        ClientEvent::MemberJoined { channel, user } => format!("{channel} {user} joined"),
+        ClientEvent::MemberLeft {
+            channel,
+            user,
+            reason,
+        } => format!("{channel} {user} left ({})", word(reason)),
+        ClientEvent::ChannelUpdated { channel, metadata } => match metadata {
+            MetadataDecryption::Ok { meta } => {
+                let name = meta.as_ref().and_then(|m| m.name.as_deref()).unwrap_or("");
+                let topic = meta.as_ref().and_then(|m| m.topic.as_deref()).unwrap_or("");
+                format!("{channel} renamed: {name:?}, topic {topic:?}")
+            }
+            MetadataDecryption::Failed { failure } => {
+                format!("{channel} metadata changed [undecryptable: {failure}]")
+            }
+        },
+        ClientEvent::Presence { user, status } => format!("{user} is {}", word(status)),
+        ClientEvent::Typing { channel, user } => format!("{channel} {user} is typing"),
+        // A kind this build of the CLI does not know yet: its JSON, on one line.
         other => serde_json::to_string(other).unwrap_or_default(),
     });
+}
+
+/// A refused direct message, as one line.
+pub(crate) fn refused(id: MessageId, to: &UserId, error: &ErrorBody) -> String {
+    format!(
+        "DM {id} to {to} was refused by their server: {} ({})",
+        error.message, error.code
+    )
+}
+
+/// The wire word of a unit enum (`kicked`, `online`, ...).
+fn word<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
 }

@@ -284,6 +284,59 @@ async fn oversized_federated_direct_is_refused_not_queued(backend: Backend) {
     b.stop().await;
 }
 
+/// The SDK reports a refusal to the user who sent the message, once, and acknowledges it.
+async fn sdk_reports_a_refused_dm(backend: Backend) {
+    use mobium_client_api::sdk::e2ee::{ClientEvent, CryptoState, Messenger};
+    let all = specs(2);
+    let Some(a) =
+        start_node_with(backend, &all[0], &all, |c| c.max_message_size = 256 * 1024).await
+    else {
+        return;
+    };
+    let Some(b) = start_node_with(backend, &all[1], &all, |c| c.max_message_size = 64 * 1024).await
+    else {
+        return;
+    };
+    let start = |url: String| async move {
+        let state = CryptoState::generate().unwrap();
+        Messenger::start(state, None, &url, ConnectOptions::default())
+            .await
+            .unwrap()
+    };
+    let (alice, mut inbox) = start(a.ws_url()).await;
+    let (bob, _bob_inbox) = start(b.ws_url()).await;
+    // Bob's messenger publishes its keys just after it connects.
+    let text = "x".repeat(100_000);
+    let sent = eventually(|| async { alice.send_dm(bob.user_id(), &text).await.ok() }).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+            Ok(Some(ClientEvent::DirectFailed { id, to, error })) => break (id, to, error.code),
+            Ok(Some(_)) => {}
+            other => panic!("no refusal reported: {other:?}"),
+        }
+    };
+    assert_eq!(
+        refused,
+        (sent.id, bob.user_id().clone(), ErrorCode::TooLarge)
+    );
+    // Acknowledged by the SDK: the server no longer holds the notice for alice.
+    let store = a.running().app.store.clone();
+    let me = alice.user_id().clone();
+    eventually(|| async {
+        store
+            .direct_failures_pending(&me, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    alice.close();
+    a.stop().await;
+    b.stop().await;
+}
+
 /// A bare federation peer (no homeserver behind it) that node2 knows as a static peer.
 async fn bare_peer(
     spec: &crate::federation::NodeSpec,
@@ -428,4 +481,5 @@ both_backends!(
     receiver_database_failure_is_retried_not_refused,
     oversized_federated_direct_is_refused_not_queued,
     federated_input_is_checked_like_client_input,
+    sdk_reports_a_refused_dm,
 );

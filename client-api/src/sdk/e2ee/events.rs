@@ -2,7 +2,7 @@
 //! decrypts to, or by the reason it could not be decrypted ([`DecryptionFailure`], spec
 //! `e2ee.md` §Receiving: a failure is a visible state, never a silent drop).
 
-use mobium_spec::client::{LeaveReason, PresenceStatus};
+use mobium_spec::client::{ErrorBody, LeaveReason, PresenceStatus};
 use mobium_spec::{ChannelId, MessageId, UserId};
 use serde::Serialize;
 
@@ -159,6 +159,15 @@ pub enum ClientEvent {
     },
     /// A direct message (or an undecryptable to-device message).
     Direct(DirectText),
+    /// A direct message this user sent was refused for good by the recipient's server.
+    DirectFailed {
+        /// The id `send_dm` returned for it.
+        id: MessageId,
+        /// Whom it was for.
+        to: UserId,
+        /// Why the recipient's server refused it.
+        error: ErrorBody,
+    },
     /// A channel message: live, or retried after its key arrived.
     Message(DecryptedMessage),
     /// A message was edited; its new content.

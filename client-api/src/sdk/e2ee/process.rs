@@ -75,6 +75,16 @@ pub(crate) async fn run(
                             handle_direct(&shared, &mut state, d, &mut out).await;
                         }
                     }
+                    Notice::Event(Event::DirectFailed(f)) => {
+                        acks.push(f.id);
+                        if state.first_time_direct(f.id) {
+                            out.push(ClientEvent::DirectFailed {
+                                id: f.id,
+                                to: f.to,
+                                error: f.error,
+                            });
+                        }
+                    }
                     Notice::Event(event) => {
                         handle_event(&shared, &mut state, event, &mut out).await
                     }
