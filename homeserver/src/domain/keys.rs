@@ -98,12 +98,9 @@ pub(crate) async fn claim_local(app: &App, user: &UserId) -> Result<KeyBundle, E
     if claimed.one_time.is_none() && claimed.fallback.is_none() {
         return Err(err(ErrorCode::NoKeys, "no one-time or fallback key left"));
     }
-    if claimed.one_time.is_some() {
-        let left = app.store.keys_count(&user.key).await?;
-        if left.one_time < KEYS_LOW_THRESHOLD {
-            let frame = mobium_client_api::server::encode_event(&Event::KeysLow(left));
-            app.hub.push(&user.key, &frame);
-        }
+    if claimed.one_time.is_some() && claimed.left.one_time < KEYS_LOW_THRESHOLD {
+        let frame = mobium_client_api::server::encode_event(&Event::KeysLow(claimed.left));
+        app.hub.push(&user.key, &frame);
     }
     Ok(KeyBundle {
         user: user.clone(),

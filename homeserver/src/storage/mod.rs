@@ -189,6 +189,9 @@ pub struct ClaimedKeys {
     pub one_time: Option<Prekey>,
     /// The fallback key, given only when no one-time key was left.
     pub fallback: Option<Prekey>,
+    /// What the owner has left right after this claim, counted in the claim's transaction
+    /// (concurrent claims of one user are serialised, so each sees its own true count).
+    pub left: KeysCount,
 }
 
 /// History query bounds (exclusive), see `History` in the spec.

@@ -116,6 +116,38 @@ async fn queue_cap_and_unknown_recipients(backend: Backend) {
     server.stop().await;
 }
 
+/// `client/direct.md` §Retention: no copy once acknowledged. SQLite keeps deleted rows in free
+/// page space unless `secure_delete` is on; after a clean shutdown (which checkpoints the WAL)
+/// the ciphertext must be found in no file of the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_ciphertext_leaves_no_copy_in_sqlite_files() {
+    let Some(mut server) = start(Backend::Sqlite).await else {
+        return;
+    };
+    let (alice, _ae, _) = client(&server).await;
+    let bob_key = Keypair::generate();
+    let (bob, mut bob_events) = connect_as(&server, &bob_key).await.unwrap();
+    let marker: Vec<u8> = b"acked-and-gone-".repeat(20);
+    send(&alice, bob.user_id(), &marker).await.unwrap();
+    let m = next_event(&mut bob_events, |e| match e {
+        Event::Direct(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    bob.request(Request::DirectAck(DirectAck { ids: vec![m.id] }))
+        .await
+        .unwrap();
+    alice.close();
+    bob.close();
+    server.running.take().unwrap().shutdown().await.unwrap();
+    for (name, bytes) in files_of(&server.config.data_dir) {
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_slice()),
+            "{name} still holds the acknowledged ciphertext"
+        );
+    }
+}
+
 both_backends!(
     live_and_queued_delivery_until_acked,
     queue_cap_and_unknown_recipients

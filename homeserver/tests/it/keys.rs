@@ -2,6 +2,7 @@
 //! concurrency), fallback, and `keys_low`.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use mobium_spec::client::{
     Event, KeysClaim, KeysCount, KeysUpload, Prekey, PrekeyKind, Request, Response,
@@ -159,7 +160,47 @@ async fn forged_and_malformed_prekeys_are_rejected(backend: Backend) {
     server.stop().await;
 }
 
+/// 100 claims at once against 50 one-time keys: the owner hears `keys_low` once per claim that
+/// left it below the threshold, each with the true count at that claim (9, 8, …, 0).
+async fn keys_low_counts_each_concurrent_claim_once(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let (owner, mut oe, owner_key) = client(&server).await;
+    upload(&owner, &owner_key, 50).await;
+    let (mut claimers, mut _inboxes) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let (c, e, _) = client(&server).await;
+        claimers.push(c);
+        _inboxes.push(e);
+    }
+    let mut claims = Vec::new();
+    for i in 0..100 {
+        let (c, user) = (claimers[i % 4].clone(), owner.user_id().clone());
+        claims.push(tokio::spawn(async move {
+            c.request(Request::KeysClaim(KeysClaim { user })).await
+        }));
+    }
+    let mut one_time = 0;
+    for c in claims {
+        if let Ok(Response::KeyBundle(b)) = c.await.unwrap() {
+            one_time += usize::from(b.one_time_key.is_some());
+        }
+    }
+    assert_eq!(one_time, 50, "each one-time key handed out once");
+    let mut counts = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), oe.recv()).await {
+        if let Event::KeysLow(k) = e {
+            counts.push(k.one_time);
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (0..10).collect::<Vec<u32>>());
+    server.stop().await;
+}
+
 both_backends!(
+    keys_low_counts_each_concurrent_claim_once,
     prekeys_are_claimed_once_then_fallback,
     forged_and_malformed_prekeys_are_rejected
 );

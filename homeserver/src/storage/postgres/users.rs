@@ -122,10 +122,16 @@ pub(super) async fn keys_claim(
     user: &PublicKey,
 ) -> StoreResult<Option<ClaimedKeys>> {
     let user = user.to_string();
+    let mut tx = pool.begin().await?;
+    // Claims of one user take turns (a row lock on the user), so the count below is exact.
+    sqlx::query("SELECT 1 FROM users WHERE key = $1 FOR UPDATE")
+        .bind(&user)
+        .fetch_optional(&mut *tx)
+        .await?;
     let rows: Vec<KindedPrekeyTuple> =
         sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = $1")
             .bind(&user)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
     let published = codec::PublishedKeys::from_rows(rows)?;
     let Some(identity) = published.identity else {
@@ -138,9 +144,17 @@ pub(super) async fn keys_claim(
          RETURNING key_id, key, signature",
     )
     .bind(&user)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     let one_time = one_time.map(codec::prekey).transpose()?;
+    let (left, fallbacks): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
+                (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')",
+    )
+    .bind(&user)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(Some(ClaimedKeys {
         identity,
         signed: published.signed,
@@ -150,5 +164,6 @@ pub(super) async fn keys_claim(
             None
         },
         one_time,
+        left: codec::keys_count(left, fallbacks)?,
     }))
 }

@@ -57,6 +57,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted rows (acknowledged to-device messages, deleted channel messages) are
+            // overwritten, not left in free page space: servers keep no copy of what they
+            // deleted (spec `client/direct.md` §Retention).
+            .pragma("secure_delete", "on")
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = is_in_memory(url);
         if let Some(dir) = options.get_filename().parent()

@@ -123,10 +123,11 @@ pub(super) async fn keys_claim(
     user: &PublicKey,
 ) -> StoreResult<Option<ClaimedKeys>> {
     let user = user.to_string();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let rows: Vec<KindedPrekeyTuple> =
-        sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = ?")
+        sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = $1")
             .bind(&user)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
     let published = codec::PublishedKeys::from_rows(rows)?;
     let Some(identity) = published.identity else {
@@ -134,13 +135,22 @@ pub(super) async fn keys_claim(
     };
     let one_time: Option<PrekeyTuple> = sqlx::query_as(
         "DELETE FROM one_time_keys WHERE id = \
-             (SELECT id FROM one_time_keys WHERE user_key = ? ORDER BY id LIMIT 1) \
+             (SELECT id FROM one_time_keys WHERE user_key = $1 \
+              ORDER BY id LIMIT 1) \
          RETURNING key_id, key, signature",
     )
     .bind(&user)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     let one_time = one_time.map(codec::prekey).transpose()?;
+    let (left, fallbacks): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
+                (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')",
+    )
+    .bind(&user)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(Some(ClaimedKeys {
         identity,
         signed: published.signed,
@@ -150,5 +160,6 @@ pub(super) async fn keys_claim(
             None
         },
         one_time,
+        left: codec::keys_count(left, fallbacks)?,
     }))
 }
