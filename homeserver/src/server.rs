@@ -119,6 +119,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         auth_timeout: config.auth_timeout(),
         ping_interval: config.ws_ping_interval(),
         outbound_queue: 1024,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     let router = ws::router(
         app.clone(),

@@ -58,6 +58,7 @@
 //! | `SC_FED_NAMESERVERS` | `fed_nameservers` | unset: the system's | Comma-separated `ip:port` DNS servers used to discover peers |
 //! | `SC_FED_PEERS` | `fed_peers` | unset | Static peers, `name,ip:port,key` entries separated by `;` (air-gapped setups, testnets) |
 //! | `SC_FED_WELL_KNOWN` | `fed_well_known` | `https` | How `/.well-known/mobium` is fetched during discovery: `https`, `http` (testnets only) or `off` |
+//! | `SC_TRUSTED_PROXIES` | `trusted_proxies` | unset | Comma-separated IP addresses or networks (`10.0.0.0/8`) of reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client |
 //!
 //! Across settings: `tls_cert` and `tls_key` are both set or both unset, and `require_tls`
 //! needs them set.
@@ -91,6 +92,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use mobium_client_api::server::TrustedProxies;
 use mobium_spec::ServerName;
 use serde::Deserialize;
 
@@ -134,6 +136,7 @@ const KEYS: &[&str] = &[
     "fed_nameservers",
     "fed_peers",
     "fed_well_known",
+    "trusted_proxies",
 ];
 
 /// The homeserver's settings. See the [module documentation](self) for each one's source,
@@ -231,6 +234,10 @@ pub struct Config {
     /// How `/.well-known/mobium` is fetched (`SC_FED_WELL_KNOWN`, default https).
     #[serde(deserialize_with = "field::well_known")]
     pub fed_well_known: WellKnown,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers are believed
+    /// (`SC_TRUSTED_PROXIES`, comma-separated addresses or networks; default none).
+    #[serde(deserialize_with = "field::trusted_proxies")]
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A static federation peer from `SC_FED_PEERS`.
@@ -286,6 +293,7 @@ impl Default for Config {
             fed_nameservers: Vec::new(),
             fed_peers: Vec::new(),
             fed_well_known: WellKnown::Https,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -321,6 +329,7 @@ impl fmt::Debug for Config {
             fed_nameservers,
             fed_peers,
             fed_well_known,
+            trusted_proxies,
         } = self;
         f.debug_struct("Config")
             .field("host", host)
@@ -350,6 +359,7 @@ impl fmt::Debug for Config {
             .field("fed_nameservers", fed_nameservers)
             .field("fed_peers", fed_peers)
             .field("fed_well_known", fed_well_known)
+            .field("trusted_proxies", trusted_proxies)
             .finish()
     }
 }

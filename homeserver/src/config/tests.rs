@@ -163,6 +163,7 @@ fn every_setting_loads_from_file_and_env() {
             "b.test,127.0.0.1:7202,8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c;c.test:9,10.0.0.1:1,8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
         ),
         ("fed_well_known", "\"http\"", "OFF"),
+        ("trusted_proxies", "\"127.0.0.1\"", "10.0.0.0/8, fd00::/8"),
     ];
     let keys: Vec<&str> = all.iter().map(|(k, _, _)| *k).collect();
     assert_eq!(keys, KEYS, "this test covers every setting");
@@ -191,6 +192,21 @@ fn every_setting_loads_from_file_and_env() {
     assert_eq!(c.registration, Registration::Invite);
     assert_eq!(c.max_message_size, 1024);
     assert_eq!(c.log, "error");
+    assert_eq!(c.trusted_proxies.0.len(), 2);
+}
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    let err = load(None, env(&[("SC_TRUSTED_PROXIES", "10.0.0.0/8,proxy.lan")]))
+        .expect_err("a name is not an address");
+    assert!(
+        err.to_string()
+            .starts_with("invalid setting SC_TRUSTED_PROXIES"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("proxy.lan"), "{err}");
+    let c = load(None, env(&[("SC_TRUSTED_PROXIES", "")])).unwrap();
+    assert!(c.trusted_proxies.0.is_empty());
 }
 
 #[test]

@@ -15,5 +15,6 @@ mod federation;
 mod http;
 mod keys;
 mod presence;
+mod proxy;
 mod sdk;
 mod transport;
