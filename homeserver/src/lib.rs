@@ -11,6 +11,7 @@ pub mod http;
 pub mod hub;
 pub mod keyfile;
 pub mod metrics;
+pub mod preflight;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;

@@ -25,7 +25,7 @@ use mobium_spec::{ErrorCode, ServerName};
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
-use crate::{fed, keyfile, storage};
+use crate::{fed, keyfile, preflight, storage};
 
 /// How often expired messages are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -93,6 +93,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let server_name = config
         .server_name_for(addr.port())
         .context("cannot derive a server name; set SC_SERVER_NAME")?;
+    if let Err(e) = preflight::pin_server_name(&*store, &server_name, &config).await {
+        store.close().await;
+        return Err(e.into());
+    }
     let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
     let settings = DomainSettings {
         registration: match config.registration {

@@ -13,6 +13,7 @@ mod identity;
 mod invite;
 mod listen;
 mod presence;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ enum ClientCommand {
     Presence(presence::PresenceCommand),
     /// Stream decrypted events until interrupted (or --count / --timeout).
     Listen(listen::ListenArgs),
+    /// List the profile's servers, or repoint it when a server moves to a new address.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
 }
 
 /// What a command failed with, shown as one line (or a JSON `error` object).
@@ -253,6 +257,7 @@ async fn dispatch(ctx: Ctx, command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Invite(c) => invite::run(&ctx, c).await,
         ClientCommand::Presence(c) => presence::run(&ctx, c).await,
         ClientCommand::Listen(a) => listen::run(&ctx, a).await,
+        ClientCommand::Server(c) => server::run(&ctx, c).await,
     }
 }
 

@@ -17,4 +17,5 @@ mod keys;
 mod presence;
 mod proxy;
 mod sdk;
+mod startup;
 mod transport;

@@ -15,6 +15,7 @@ mod channels;
 mod direct;
 mod federation;
 mod messages;
+mod meta;
 mod roles;
 mod users;
 
@@ -106,6 +107,20 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    // ---- server facts ----
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        meta::meta_get(&self.pool, key).await
+    }
+
+    async fn meta_insert_or_get(&self, key: &str, value: &str) -> StoreResult<String> {
+        meta::meta_insert_or_get(&self.pool, key, value).await
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        meta::meta_set(&self.pool, key, value).await
     }
 
     // ---- users ----
