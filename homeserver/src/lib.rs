@@ -5,6 +5,7 @@
 //! client API transport (crate `mobium-client-api`) to them.
 
 pub mod config;
+pub mod datadir;
 pub mod domain;
 pub mod fed;
 pub mod http;

@@ -25,7 +25,7 @@ use mobium_spec::{ErrorCode, ServerName};
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
-use crate::{fed, keyfile, preflight, storage};
+use crate::{datadir, fed, keyfile, preflight, storage};
 
 /// How often expired messages are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -75,8 +75,13 @@ impl Running {
 
 /// Starts a server with `config`. Returns once it is listening and its storage is migrated.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Held until the server task ends: one server per data directory.
+    let lock = datadir::open(&config.data_dir)?;
+    if config.database_url.is_none() {
+        for name in ["mobium.db", "mobium.db-wal", "mobium.db-shm"] {
+            datadir::check_writable_file(&config.data_dir.join(name))?;
+        }
+    }
     let keypair = keyfile::load_or_create(&config.data_dir.join("server.key"))?;
     let url = config.database_url();
     let store = storage::open(&url)
@@ -190,6 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             link.federation.shutdown().await;
         }
         store.close().await;
+        drop(lock);
         tracing::info!("mobium homeserver stopped");
         Ok(())
     });
