@@ -2,6 +2,7 @@
 //! `/metrics`, `/.well-known/mobium` and the operator's admin API.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +14,7 @@ use mobium_spec::{PROTOCOL_VERSION, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{App, now_ms};
+use crate::storage::META_HEALTH_PROBE;
 
 /// Shared state of the HTTP routes.
 #[derive(Clone)]
@@ -56,41 +58,63 @@ async fn info(State(s): State<HttpState>) -> Json<Info> {
     })
 }
 
+/// `GET /health`: 200 when the database answers and accepts a write, 503 otherwise; never
+/// slower than [`HEALTH_TIMEOUT`], so a monitor sees a hung database as down.
 async fn health(State(s): State<HttpState>) -> Response {
-    match s.app.store.ping().await {
-        Ok(()) => Json(serde_json_like::ok()).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json_like::down()),
-            )
-                .into_response()
+    let store = &s.app.store;
+    let probe = async {
+        store.ping().await.map_err(|e| ("unreachable", e))?;
+        // A database can answer reads and refuse every write (read-only file, full disk,
+        // a PostgreSQL standby): the probe is a tiny write.
+        store
+            .meta_set(META_HEALTH_PROBE, &now_ms().to_string())
+            .await
+            .map_err(|e| ("not_writable", e))
+    };
+    let database = match tokio::time::timeout(HEALTH_TIMEOUT, probe).await {
+        Ok(Ok(())) => return Json(Health::ok()).into_response(),
+        Ok(Err((state, e))) => {
+            tracing::error!(error = %e, database = state, "health check failed");
+            state
         }
-    }
+        Err(_) => {
+            tracing::error!(
+                timeout_secs = HEALTH_TIMEOUT.as_secs(),
+                "health check: the database did not answer"
+            );
+            "timeout"
+        }
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(Health::down(database)),
+    )
+        .into_response()
 }
 
-/// Tiny fixed JSON bodies for `/health`.
-mod serde_json_like {
-    use serde::Serialize;
+/// How long `/health` waits for the database.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-    #[derive(Serialize)]
-    pub struct Health {
-        status: &'static str,
-        database: &'static str,
-    }
+/// The body of `/health`.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    /// `ok`, `unreachable`, `not_writable` or `timeout`.
+    database: &'static str,
+}
 
-    pub fn ok() -> Health {
+impl Health {
+    fn ok() -> Health {
         Health {
             status: "ok",
             database: "ok",
         }
     }
 
-    pub fn down() -> Health {
+    fn down(database: &'static str) -> Health {
         Health {
             status: "unavailable",
-            database: "unreachable",
+            database,
         }
     }
 }

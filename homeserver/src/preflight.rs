@@ -5,11 +5,15 @@
 //!   channel ids contain the server name, so a database served under another name (a changed
 //!   `SC_SERVER_NAME`, or a changed port under the default `localhost:<port>`) would silently
 //!   break every client and every federated peer.
+//! - [`check_database_writable`]: a read-only database (file, directory or PostgreSQL
+//!   transaction mode) would let the server start, say it is ready and then fail every write
+//!   with `internal error`.
 
 use mobium_spec::ServerName;
 
 use crate::config::Config;
-use crate::storage::{META_SERVER_NAME, Store, StoreError};
+use crate::domain::now_ms;
+use crate::storage::{META_HEALTH_PROBE, META_SERVER_NAME, Store, StoreError};
 
 /// Why start-up was refused.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,17 @@ pub enum PreflightError {
         wanted: ServerName,
         /// Where `wanted` came from.
         why: &'static str,
+    },
+    /// A write to the database failed.
+    #[error(
+        "the database {database} is not writable: {source}; check its owner and permissions, \
+         the free disk space, and that it is not mounted or configured read-only"
+    )]
+    NotWritable {
+        /// The database (URL without password).
+        database: String,
+        /// Why.
+        source: StoreError,
     },
     /// The pinned name could not be read or written.
     #[error("cannot read the server name stored in the database: {0}")]
@@ -57,4 +72,18 @@ pub async fn pin_server_name(
             "SC_SERVER_NAME is unset, so the name is localhost:<port> and follows the port"
         },
     })
+}
+
+/// Writes the health probe row once, so that a read-only database stops start-up.
+pub async fn check_database_writable(
+    store: &dyn Store,
+    database: &str,
+) -> Result<(), PreflightError> {
+    store
+        .meta_set(META_HEALTH_PROBE, &now_ms().to_string())
+        .await
+        .map_err(|source| PreflightError::NotWritable {
+            database: database.to_owned(),
+            source,
+        })
 }

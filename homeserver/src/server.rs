@@ -84,9 +84,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let keypair = keyfile::load_or_create(&config.data_dir.join("server.key"))?;
     let url = config.database_url();
-    let store = storage::open(&url)
-        .await
-        .with_context(|| format!("cannot open database {}", redact(&url)))?;
+    let store = match storage::open(&url).await {
+        Ok(store) => store,
+        // Already a complete sentence naming the server.
+        Err(e @ storage::StoreError::Connect(_)) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot open database {}", redact(&url)));
+        }
+    };
+    if let Err(e) = preflight::check_database_writable(&*store, &redact(&url)).await {
+        store.close().await;
+        return Err(e.into());
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(ws::tls_server_config(cert, key)?),
         _ => None,

@@ -36,6 +36,10 @@ pub enum StoreError {
     /// Migrations failed at start-up.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database server cannot be reached, or refused us, at start-up: a complete sentence
+    /// saying where, why, and what to do.
+    #[error("{0}")]
+    Connect(String),
     /// A stored value no longer parses (corruption or a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -155,3 +155,158 @@ async fn serve_keeps_its_files_private_its_logs_plain_and_its_data_dir_to_itself
     );
     first.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_stops_start_up_naming_it() {
+    let mut server = start(Backend::Sqlite).await.unwrap();
+    let name = server.running().app.server_name.clone();
+    stop_keeping_data(&mut server).await;
+    let db = server.config.data_dir.join("mobium.db");
+    let mut config = server.config.clone();
+    config.server_name = Some(name);
+    config.database_url = Some(format!("sqlite://{}?mode=ro", db.display()));
+    let err = format!("{:#}", server::start(config).await.err().expect("refused"));
+    assert!(err.contains("is not writable"), "{err}");
+    assert!(err.contains(&db.display().to_string()), "{err}");
+}
+
+/// Runs `chattr` (root ignores permission bits, so an immutable directory is the way to make
+/// one read-only for everybody); `false` if this machine cannot.
+fn chattr(flag: &str, path: &std::path::Path) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_data_directory_stops_start_up_naming_it() {
+    let mut server = start(Backend::Sqlite).await.unwrap();
+    let name = server.running().app.server_name.clone();
+    stop_keeping_data(&mut server).await;
+    let dir = server.config.data_dir.clone();
+    let mut config = server.config.clone();
+    config.server_name = Some(name);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    }
+    let immutable = chattr("+i", &dir);
+    let result = server::start(config).await;
+    if immutable {
+        chattr("-i", &dir);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    match result {
+        Err(e) => {
+            let err = format!("{e:#}");
+            assert!(
+                err.contains(&format!("data directory {} is not writable", dir.display())),
+                "{err}"
+            );
+        }
+        // Root writes into a 0500 directory; without chattr there is no way to stop it.
+        Ok(running) if !immutable => {
+            eprintln!("SKIPPED: cannot make a directory read-only for this user (no chattr)");
+            running.shutdown().await.unwrap();
+        }
+        Ok(_) => panic!("started on a read-only data directory"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_down_fails_fast_with_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = base_config(&tmp.path().join("data"));
+    // Port 1: nothing listens there.
+    config.database_url = Some("postgres://mobium@127.0.0.1:1/chat".into());
+    let started = std::time::Instant::now();
+    let err = format!("{:#}", server::start(config).await.err().expect("refused"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        err.starts_with("cannot connect to PostgreSQL at 127.0.0.1:1/chat: "),
+        "{err}"
+    );
+    assert!(err.contains("is it running?"), "{err}");
+    assert!(
+        err.contains("createdb -h 127.0.0.1 -p 1 -U mobium chat"),
+        "{err}"
+    );
+    assert!(!err.contains("timed out"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgresql_database_says_how_to_create_it() {
+    let Some(admin) = postgres_url() else {
+        return;
+    };
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/mobium_no_such_database"),
+        None => return,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = base_config(&tmp.path().join("data"));
+    config.database_url = Some(url);
+    let err = format!("{:#}", server::start(config).await.err().expect("refused"));
+    assert!(
+        err.contains("has no database \"mobium_no_such_database\""),
+        "{err}"
+    );
+    assert!(err.contains("createdb"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_a_database_that_stops_taking_writes_and_never_hangs() {
+    use sqlx::Connection;
+    let Some(server) = start(Backend::Postgres).await else {
+        return;
+    };
+    let db = server.pg_db.as_ref().unwrap();
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let (status, _) = http(&server, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+
+    // The database turns read-only (as a standby would); reads still work.
+    let mut admin = sqlx::PgConnection::connect(&postgres_url().unwrap())
+        .await
+        .unwrap();
+    for sql in [
+        format!("ALTER DATABASE {name} SET default_transaction_read_only = on"),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let body = eventually(|| async {
+        let (status, body) = http(&server, "GET", "/health", &[], "").await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("not_writable"), "{body}");
+
+    // The database disappears: /health answers within its bound, still 503.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        let (status, _) = http(&server, "GET", "/health", &[], "").await;
+        assert_eq!(status, 503);
+        assert!(asked.elapsed() < std::time::Duration::from_secs(4));
+    }
+    server.stop().await;
+}

@@ -125,17 +125,24 @@ pub async fn restart_on(config: Config) -> Running {
     }
 }
 
-/// Settings for a test server; `tweak` adjusts them before start.
-pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// The settings of a test server keeping its data in `data_dir`: any free port, no limits
+/// that tests would trip over.
+pub fn base_config(data_dir: &Path) -> Config {
     let mut config = config::load(None, Vec::<(String, String)>::new()).expect("defaults");
     config.port = 0;
     config.fed_port = 0;
-    config.data_dir = dir.path().join("data");
+    config.data_dir = data_dir.to_owned();
     config.log = "warn".into();
     config.rate_limit_per_sec = 10_000;
     config.rate_limit_burst = 10_000;
     config.max_connections_per_ip = 1000;
+    config
+}
+
+/// Settings for a test server; `tweak` adjusts them before start.
+pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(&dir.path().join("data"));
     let mut pg_db = None;
     match backend {
         Backend::Sqlite => {}
