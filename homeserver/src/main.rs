@@ -91,6 +91,9 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             running.app.keypair.public(),
             running.addr
         );
+        if let Some(admin) = running.admin_addr {
+            println!("mobium: metrics and admin API on http://{admin}");
+        }
         let trigger = running.shutdown_trigger();
         tokio::spawn(async move {
             wait_for_signal().await;

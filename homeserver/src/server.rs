@@ -36,6 +36,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Running {
     /// Where clients connect (the bound address).
     pub addr: SocketAddr,
+    /// Where `/metrics` and the admin API are served, when on their own listener
+    /// (`SC_ADMIN_LISTEN`).
+    pub admin_addr: Option<SocketAddr>,
     /// The domain state (for tests and metrics).
     pub app: Arc<App>,
     shutdown: watch::Sender<bool>,
@@ -145,11 +148,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ws_settings,
         limiter.clone(),
         shutdown_rx.clone(),
-    )
-    .merge(http::router(HttpState {
+    );
+    let http_state = HttpState {
         app: app.clone(),
         admin_token: config.admin_token.clone(),
-    }));
+    };
+    // With SC_ADMIN_LISTEN the operator's routes leave the public listener for their own.
+    let (router, admin) = match config.admin_listen {
+        None => (router.merge(http::router(http_state)), None),
+        Some(at) => {
+            let admin_listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (SC_ADMIN_LISTEN)"))?;
+            let admin_addr = admin_listener.local_addr()?;
+            let mut stop = shutdown_rx.clone();
+            let service = http::operator_router(http_state.clone());
+            let task = tokio::spawn(async move {
+                axum::serve(admin_listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            });
+            tracing::info!(address = %admin_addr, "metrics and admin API listening");
+            (
+                router.merge(http::public_router(http_state)),
+                Some((admin_addr, task)),
+            )
+        }
+    };
+    let admin_addr = admin.as_ref().map(|(a, _)| *a);
     if config.fed_enabled {
         let link = start_federation(&config, &app, shutdown_rx.clone()).await?;
         tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
@@ -195,6 +223,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
         .context("serving")?;
+        if let Some((_, task)) = admin {
+            task.await
+                .context("admin listener panicked")?
+                .context("serving the admin listener")?;
+        }
         // WebSocket sessions see the same signal and close with 1001; wait for them.
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         while limiter.current() > 0 && tokio::time::Instant::now() < deadline {
@@ -211,6 +244,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     Ok(Running {
         addr,
+        admin_addr,
         app,
         shutdown: shutdown_tx,
         task,

@@ -331,3 +331,18 @@ pub(super) fn trusted_proxies<'de, D: Deserializer<'de>>(d: D) -> Result<Trusted
             .map_err(|e: ParseIpNetError| format!("expected {WHAT}, got {raw} ({e})"))
     })
 }
+
+pub(super) fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "an ip:port address such as 127.0.0.1:9100";
+        let s = text(raw, WHAT)?.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| format!("expected {WHAT}, got {raw}"))
+    })
+}

@@ -144,6 +144,10 @@ pub struct Config {
     /// characters). Redacted in `Debug` output.
     #[serde(deserialize_with = "field::admin_token")]
     pub admin_token: Option<String>,
+    /// A separate listener for `/metrics` and the admin API; `None` serves them on the public
+    /// listener (`SC_ADMIN_LISTEN`, e.g. `127.0.0.1:9100`).
+    #[serde(deserialize_with = "field::optional_socket_addr")]
+    pub admin_listen: Option<SocketAddr>,
     /// Who may register (`SC_REGISTRATION`, default [`Registration::Open`]).
     #[serde(deserialize_with = "field::registration")]
     pub registration: Registration,
@@ -224,6 +228,7 @@ impl Default for Config {
             history_ttl: 0,
             auth_timeout: 10,
             admin_token: None,
+            admin_listen: None,
             registration: Registration::Open,
             rate_limit_per_sec: 20,
             rate_limit_burst: 50,
@@ -260,6 +265,7 @@ impl fmt::Debug for Config {
             history_ttl,
             auth_timeout,
             admin_token,
+            admin_listen,
             registration,
             rate_limit_per_sec,
             rate_limit_burst,
@@ -290,6 +296,7 @@ impl fmt::Debug for Config {
             .field("history_ttl", history_ttl)
             .field("auth_timeout", auth_timeout)
             .field("admin_token", &admin_token.as_ref().map(|_| "<redacted>"))
+            .field("admin_listen", admin_listen)
             .field("registration", registration)
             .field("rate_limit_per_sec", rate_limit_per_sec)
             .field("rate_limit_burst", rate_limit_burst)

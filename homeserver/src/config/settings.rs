@@ -129,6 +129,12 @@ pub const SETTINGS: &[Setting] = &[
         "Bearer token for the admin API, at least 16 characters; unset disables the admin API",
     ),
     s(
+        "admin_listen",
+        "unset",
+        "ip:port of a separate listener for /metrics and the admin API (e.g. 127.0.0.1:9100); \
+         when set they are served only there",
+    ),
+    s(
         "registration",
         "open",
         "Who may register: open, invite (a registration token or channel invite) or closed",

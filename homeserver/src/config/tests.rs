@@ -164,6 +164,7 @@ fn every_setting_loads_from_file_and_env() {
         ),
         ("fed_well_known", "\"http\"", "OFF"),
         ("trusted_proxies", "\"127.0.0.1\"", "10.0.0.0/8, fd00::/8"),
+        ("admin_listen", "\"127.0.0.1:9100\"", "[::1]:0"),
     ];
     let mut keys: Vec<&str> = all.iter().map(|(k, _, _)| *k).collect();
     let mut table: Vec<&str> = settings::SETTINGS.iter().map(|s| s.key).collect();

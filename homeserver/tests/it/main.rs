@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin;
 mod auth;
 mod channels;
 mod client_cli;
