@@ -86,10 +86,10 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             }
         };
         println!(
-            "mobium: serving {} (server key {}) on ws://{}/v1/ws",
+            "mobium: serving {} (server key {}) on {}",
             running.app.server_name,
             running.app.keypair.public(),
-            running.addr
+            running.ws_url()
         );
         if let Some(admin) = running.admin_addr {
             println!("mobium: metrics and admin API on http://{admin}");

@@ -285,3 +285,37 @@ async fn server_move_repoints_the_profile() {
     );
     server.stop().await;
 }
+
+/// `--ca-cert` is remembered for the server it was given for: later commands need not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_cert_is_remembered_per_server() {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/fixtures")
+            .join(name)
+    };
+    let server = start_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(fixture("selfsigned.pem"));
+        c.tls_key = Some(fixture("selfsigned.key"));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = tmp.path().join("alice");
+    let a = Pass::Env("alice's secret");
+    ok(&alice, a, &["identity", "create"]).await;
+    let (registered, err) = run(&alice, a, &["register", "--server", &url]).await;
+    assert!(!registered);
+    let message = s(&err["error"]["message"]);
+    assert!(message.contains("--ca-cert"), "{message}");
+    let cert = fixture("selfsigned.pem").display().to_string();
+    ok(
+        &alice,
+        a,
+        &["--ca-cert", &cert, "register", "--server", &url],
+    )
+    .await;
+    ok(&alice, a, &["channel", "list"]).await;
+    server.stop().await;
+}

@@ -310,3 +310,27 @@ async fn health_reports_a_database_that_stops_taking_writes_and_never_hangs() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_shows_wss_when_tls_is_on() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = serve(&tmp.path().join("data"));
+    cmd.env("SC_TLS_CERT", fixtures.join("server.pem"))
+        .env("SC_TLS_KEY", fixtures.join("server.key"));
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("mobium: serving") {
+                return line;
+            }
+        }
+        panic!("the server exited");
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains(" on wss://127.0.0.1:"), "{banner}");
+    child.kill().await.unwrap();
+}
