@@ -1,7 +1,8 @@
 //! TLS for `wss://`: which server certificates the SDK accepts, and what it says when it
 //! refuses one.
 //!
-//! A certificate is accepted when it chains to the web PKI roots or to one of the extra
+//! A certificate is accepted when it chains to the web PKI roots, to the system's roots
+//! (`rustls-native-certs`, which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`), or to one of the extra
 //! certificates the user gave ([`ConnectOptions::extra_root_certs`], `--ca-cert` on the command
 //! line), or when it *is* one of those extra certificates: a self-hoster's self-signed
 //! certificate is pinned exactly, since the usual self-signed certificate is marked as a CA and
@@ -26,6 +27,13 @@ pub(crate) fn client_config(opts: &ConnectOptions) -> Result<Arc<rustls::ClientC
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // The system's store too (and SSL_CERT_FILE / SSL_CERT_DIR): an organisation's CA
+    // installed there is trusted without being named. Unreadable entries are skipped.
+    let system = rustls_native_certs::load_native_certs();
+    if !system.errors.is_empty() {
+        tracing::debug!(errors = ?system.errors, "some system certificates could not be read");
+    }
+    roots.add_parsable_certificates(system.certs);
     let mut pinned = Vec::new();
     for der in &opts.extra_root_certs {
         let cert = CertificateDer::from(der.clone());

@@ -319,3 +319,35 @@ async fn ca_cert_is_remembered_per_server() {
     ok(&alice, a, &["channel", "list"]).await;
     server.stop().await;
 }
+
+/// A CA in the system's trust store (here via `SSL_CERT_FILE`) is trusted without `--ca-cert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_trust_store_is_used() {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/fixtures")
+            .join(name)
+    };
+    let server = start_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(fixture("server.pem"));
+        c.tls_key = Some(fixture("server.key"));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = tmp.path().join("alice");
+    let a = Pass::Env("alice's secret");
+    ok(&alice, a, &["identity", "create"]).await;
+    let out = command(&alice, a, &["register", "--server", &url])
+        .env("SSL_CERT_FILE", fixture("ca.pem"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
