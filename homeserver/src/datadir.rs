@@ -56,7 +56,16 @@ pub enum DataDirError {
 /// The held lock; dropping it releases the directory.
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than by closing: a process forked at this moment (which
+        // shares the open file until it execs) would otherwise keep the lock a little longer,
+        // and an in-process restart would find the directory still in use.
+        let _ = self.file.unlock();
+    }
 }
 
 /// Creates `dir` (mode 0700 on Unix, parents included) if missing, checks that it is writable,
@@ -101,7 +110,7 @@ pub fn open(dir: &Path) -> Result<DataDirLock, DataDirError> {
         .and_then(|_| writeln!(file, "{}", std::process::id()))
         .and_then(|()| file.sync_all())
         .map_err(not_writable)?;
-    Ok(DataDirLock { _file: file })
+    Ok(DataDirLock { file })
 }
 
 /// Creates and removes a file in `dir`: the database needs to create its `-wal` and `-shm`
