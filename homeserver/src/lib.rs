@@ -5,12 +5,14 @@
 //! client API transport (crate `mobium-client-api`) to them.
 
 pub mod config;
+pub mod datadir;
 pub mod domain;
 pub mod fed;
 pub mod http;
 pub mod hub;
 pub mod keyfile;
 pub mod metrics;
+pub mod preflight;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;

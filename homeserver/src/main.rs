@@ -4,6 +4,7 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a homeserver. Settings: defaults, then the TOML file, then SC_* environment variables.
+    #[command(after_help = config::settings::help())]
     Serve {
         /// TOML configuration file (or set SC_CONFIG).
         #[arg(long, short)]
@@ -60,7 +62,11 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colour codes only for a person at a terminal, not in log files or journald.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,11 +86,14 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             }
         };
         println!(
-            "mobium: serving {} (server key {}) on ws://{}/v1/ws",
+            "mobium: serving {} (server key {}) on {}",
             running.app.server_name,
             running.app.keypair.public(),
-            running.addr
+            running.ws_url()
         );
+        if let Some(admin) = running.admin_addr {
+            println!("mobium: metrics and admin API on http://{admin}");
+        }
         let trigger = running.shutdown_trigger();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -25,7 +25,7 @@ use mobium_spec::{ErrorCode, ServerName};
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
-use crate::{fed, keyfile, storage};
+use crate::{datadir, fed, keyfile, preflight, storage};
 
 /// How often expired messages are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -36,6 +36,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Running {
     /// Where clients connect (the bound address).
     pub addr: SocketAddr,
+    /// Where `/metrics` and the admin API are served, when on their own listener
+    /// (`SC_ADMIN_LISTEN`).
+    pub admin_addr: Option<SocketAddr>,
     /// The domain state (for tests and metrics).
     pub app: Arc<App>,
     shutdown: watch::Sender<bool>,
@@ -75,13 +78,28 @@ impl Running {
 
 /// Starts a server with `config`. Returns once it is listening and its storage is migrated.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Held until the server task ends: one server per data directory.
+    let lock = datadir::open(&config.data_dir)?;
+    if config.database_url.is_none() {
+        for name in ["mobium.db", "mobium.db-wal", "mobium.db-shm"] {
+            datadir::check_writable_file(&config.data_dir.join(name))?;
+        }
+    }
     let keypair = keyfile::load_or_create(&config.data_dir.join("server.key"))?;
     let url = config.database_url();
-    let store = storage::open(&url)
-        .await
-        .with_context(|| format!("cannot open database {}", redact(&url)))?;
+    let store = match storage::open(&url).await {
+        Ok(store) => store,
+        // Already a complete sentence naming the server.
+        Err(e @ storage::StoreError::Connect(_)) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot open database {}", redact(&url)));
+        }
+    };
+    if let Err(e) = preflight::check_database_writable(&*store, &redact(&url)).await {
+        store.close().await;
+        return Err(e.into());
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(ws::tls_server_config(cert, key)?),
         _ => None,
@@ -93,6 +111,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let server_name = config
         .server_name_for(addr.port())
         .context("cannot derive a server name; set SC_SERVER_NAME")?;
+    if let Err(e) = preflight::pin_server_name(&*store, &server_name, &config).await {
+        store.close().await;
+        return Err(e.into());
+    }
     let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
     let settings = DomainSettings {
         registration: match config.registration {
@@ -120,17 +142,43 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         auth_timeout: config.auth_timeout(),
         ping_interval: config.ws_ping_interval(),
         outbound_queue: 1024,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     let router = ws::router(
         app.clone(),
         ws_settings,
         limiter.clone(),
         shutdown_rx.clone(),
-    )
-    .merge(http::router(HttpState {
+    );
+    let http_state = HttpState {
         app: app.clone(),
         admin_token: config.admin_token.clone(),
-    }));
+    };
+    // With SC_ADMIN_LISTEN the operator's routes leave the public listener for their own.
+    let (router, admin) = match config.admin_listen {
+        None => (router.merge(http::router(http_state)), None),
+        Some(at) => {
+            let admin_listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (SC_ADMIN_LISTEN)"))?;
+            let admin_addr = admin_listener.local_addr()?;
+            let mut stop = shutdown_rx.clone();
+            let service = http::operator_router(http_state.clone());
+            let task = tokio::spawn(async move {
+                axum::serve(admin_listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            });
+            tracing::info!(address = %admin_addr, "metrics and admin API listening");
+            (
+                router.merge(http::public_router(http_state)),
+                Some((admin_addr, task)),
+            )
+        }
+    };
+    let admin_addr = admin.as_ref().map(|(a, _)| *a);
     if config.fed_enabled {
         let link = start_federation(&config, &app, shutdown_rx.clone()).await?;
         tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
@@ -176,6 +224,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
         .context("serving")?;
+        if let Some((_, task)) = admin {
+            task.await
+                .context("admin listener panicked")?
+                .context("serving the admin listener")?;
+        }
         // WebSocket sessions see the same signal and close with 1001; wait for them.
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         while limiter.current() > 0 && tokio::time::Instant::now() < deadline {
@@ -186,11 +239,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             link.federation.shutdown().await;
         }
         store.close().await;
+        drop(lock);
         tracing::info!("mobium homeserver stopped");
         Ok(())
     });
     Ok(Running {
         addr,
+        admin_addr,
         app,
         shutdown: shutdown_tx,
         task,

@@ -73,7 +73,9 @@ impl Connection {
             .max_message_size(Some(opts.max_message_size))
             .max_frame_size(Some(opts.max_message_size));
         let connector = if url.starts_with("wss:") {
-            Some(tokio_tungstenite::Connector::Rustls(tls_config(opts)?))
+            Some(tokio_tungstenite::Connector::Rustls(
+                super::tls::client_config(opts)?,
+            ))
         } else {
             None
         };
@@ -82,7 +84,7 @@ impl Connection {
         let (ws, _) = tokio::time::timeout(opts.request_timeout, connecting)
             .await
             .map_err(|_| SdkError::Timeout)?
-            .map_err(|e| SdkError::Connection(e.to_string()))?;
+            .map_err(|e| SdkError::Connection(super::tls::describe_connect_error(&e)))?;
         let (mut sink_ws, mut stream) = ws.split();
 
         let challenge = match next_frame(&mut stream, opts.request_timeout).await? {
@@ -269,25 +271,6 @@ impl Connection {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
     }
-}
-
-/// The TLS client configuration for `wss://`: the web PKI roots plus any extra roots given
-/// (a self-hosted server with its own CA), on the aws-lc-rs provider the workspace standardises on.
-fn tls_config(opts: &ConnectOptions) -> Result<Arc<rustls::ClientConfig>, SdkError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for der in &opts.extra_root_certs {
-        roots
-            .add(rustls::pki_types::CertificateDer::from(der.clone()))
-            .map_err(|e| SdkError::Connection(format!("extra root certificate: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SdkError::Connection(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Reads the next binary frame during the handshake.

@@ -16,6 +16,7 @@ mod error;
 pub mod profile;
 pub mod reconnect;
 pub mod requests;
+mod tls;
 
 pub use client::{Client, ConnectOptions, Events, Notice, Notices, is_idempotent, load_root_certs};
 pub use error::SdkError;

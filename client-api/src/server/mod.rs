@@ -2,6 +2,7 @@
 
 mod handler;
 mod limits;
+mod proxy;
 mod session;
 mod tls;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mobium_spec::ServerName;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 pub use handler::{AuthRequest, ClientHandler, Connection, ConnectionId, Outbound, encode_event};
 pub use limits::{ConnectionGuard, ConnectionLimiter};
+pub use proxy::{IpNet, ParseIpNetError, TrustedProxies};
 pub use tls::{TlsError, TlsListener, server_config as tls_server_config};
 
 /// Transport settings of the WebSocket endpoint.
@@ -34,6 +36,9 @@ pub struct WsSettings {
     pub ping_interval: Duration,
     /// Frames that may wait for a slow client before it is disconnected.
     pub outbound_queue: usize,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client (for the
+    /// per-IP connection cap and logs); empty believes no header.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Shared state of the route.
@@ -76,9 +81,16 @@ pub fn router<H: ClientHandler>(
 
 async fn upgrade<H: ClientHandler>(
     State(state): State<WsState<H>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(tcp_peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Behind a trusted reverse proxy the client is the address the proxy recorded.
+    let client_ip = state
+        .settings
+        .trusted_proxies
+        .client_ip(tcp_peer.ip(), &headers);
+    let peer = SocketAddr::new(client_ip, tcp_peer.port());
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting_down").into_response();
     }

@@ -13,6 +13,7 @@ mod identity;
 mod invite;
 mod listen;
 mod presence;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ enum ClientCommand {
     Presence(presence::PresenceCommand),
     /// Stream decrypted events until interrupted (or --count / --timeout).
     Listen(listen::ListenArgs),
+    /// List the profile's servers, or repoint it when a server moves to a new address.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
 }
 
 /// What a command failed with, shown as one line (or a JSON `error` object).
@@ -204,6 +208,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
     let filter = std::env::var("MOBIUM_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -253,6 +258,7 @@ async fn dispatch(ctx: Ctx, command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Invite(c) => invite::run(&ctx, c).await,
         ClientCommand::Presence(c) => presence::run(&ctx, c).await,
         ClientCommand::Listen(a) => listen::run(&ctx, a).await,
+        ClientCommand::Server(c) => server::run(&ctx, c).await,
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use mobium_client_api::server::{ParseIpNetError, TrustedProxies};
 use mobium_spec::ServerName;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -319,5 +320,29 @@ pub(super) fn well_known<'de, D: Deserializer<'de>>(d: D) -> Result<WellKnown, D
         Raw::Str(s) if s.eq_ignore_ascii_case("http") => Ok(WellKnown::Http),
         Raw::Str(s) if s.eq_ignore_ascii_case("off") => Ok(WellKnown::Off),
         _ => Err(format!("expected one of https, http, off, got {raw}")),
+    })
+}
+
+pub(super) fn trusted_proxies<'de, D: Deserializer<'de>>(d: D) -> Result<TrustedProxies, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "comma-separated IP addresses or networks such as 127.0.0.1,10.0.0.0/8";
+        text(raw, WHAT)?
+            .parse()
+            .map_err(|e: ParseIpNetError| format!("expected {WHAT}, got {raw} ({e})"))
+    })
+}
+
+pub(super) fn optional_socket_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "an ip:port address such as 127.0.0.1:9100";
+        let s = text(raw, WHAT)?.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| format!("expected {WHAT}, got {raw}"))
     })
 }

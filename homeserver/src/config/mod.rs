@@ -29,35 +29,9 @@
 //!
 //! # Settings
 //!
-//! | Variable | File key | Default | Meaning and allowed values |
-//! |---|---|---|---|
-//! | `SC_HOST` | `host` | `127.0.0.1` | IP address to listen on (`0.0.0.0` or `::` for all interfaces) |
-//! | `SC_PORT` | `port` | `8443` | TCP port, 0-65535; 0 lets the OS pick one (tests) |
-//! | `SC_SERVER_NAME` | `server_name` | unset: `localhost:<port>` | This server's name, a canonical [`ServerName`] such as `chat.example.org` or `chat.example.org:8443`; it appears in every user id, so set it before anyone registers |
-//! | `SC_DATA_DIR` | `data_dir` | `./data` | Directory holding the server key and the default SQLite database |
-//! | `SC_DATABASE_URL` | `database_url` | unset: `sqlite://<data_dir>/mobium.db?mode=rwc` | `sqlite:…`, `postgres://…` or `postgresql://…` |
-//! | `SC_TLS_CERT` | `tls_cert` | unset | PEM certificate chain; set together with `tls_key` |
-//! | `SC_TLS_KEY` | `tls_key` | unset | PEM private key; set together with `tls_cert` |
-//! | `SC_REQUIRE_TLS` | `require_tls` | `false` | Refuse to start without `tls_cert` and `tls_key` |
-//! | `SC_MAX_CONNECTIONS` | `max_connections` | `2000` | Concurrent client connections, >= 1 |
-//! | `SC_MAX_CONNECTIONS_PER_IP` | `max_connections_per_ip` | `10` | Concurrent connections from one IP address, >= 1 |
-//! | `SC_WS_PING_INTERVAL` | `ws_ping_interval` | `30` | Seconds between WebSocket pings, >= 1 |
-//! | `SC_MAX_OFFLINE_MESSAGES` | `max_offline_messages` | `1000` | Queued to-device messages per recipient, >= 1 |
-//! | `SC_MAX_MESSAGE_SIZE` | `max_message_size` | `1048576` | Largest WebSocket frame in bytes, 1024 (1 KiB) to 67108864 (64 MiB) |
-//! | `SC_MESSAGE_TTL` | `message_ttl` | `604800` | Seconds a queued to-device message is kept (7 days), >= 60 |
-//! | `SC_HISTORY_TTL` | `history_ttl` | `0` | Seconds of channel history kept; 0 keeps it forever |
-//! | `SC_AUTH_TIMEOUT` | `auth_timeout` | `10` | Seconds a new connection has to authenticate, >= 1 |
-//! | `SC_ADMIN_TOKEN` | `admin_token` | unset | Bearer token for the admin API, at least 16 characters, no surrounding whitespace; unset disables the admin API |
-//! | `SC_REGISTRATION` | `registration` | `open` | Who may register: `open`, `invite` or `closed` ([`Registration`]) |
-//! | `SC_RATE_LIMIT_PER_SEC` | `rate_limit_per_sec` | `20` | Requests per second per user (token-bucket refill), >= 1 |
-//! | `SC_RATE_LIMIT_BURST` | `rate_limit_burst` | `50` | Token-bucket size per user, >= 1 |
-//! | `SC_LOG` | `log` | `info` | `tracing` filter, e.g. `info` or `info,mobium_homeserver=debug` |
-//! | `SC_FED_ENABLED` | `fed_enabled` | `true` | Federate with other homeservers over QUIC |
-//! | `SC_FED_HOST` | `fed_host` | unset: `SC_HOST` | IP address for the federation endpoint (UDP) |
-//! | `SC_FED_PORT` | `fed_port` | `8448` | UDP port for federation, 0-65535; 0 lets the OS pick one |
-//! | `SC_FED_NAMESERVERS` | `fed_nameservers` | unset: the system's | Comma-separated `ip:port` DNS servers used to discover peers |
-//! | `SC_FED_PEERS` | `fed_peers` | unset | Static peers, `name,ip:port,key` entries separated by `;` (air-gapped setups, testnets) |
-//! | `SC_FED_WELL_KNOWN` | `fed_well_known` | `https` | How `/.well-known/mobium` is fetched during discovery: `https`, `http` (testnets only) or `off` |
+//! Every setting's key, default and meaning is in one table, [`settings::SETTINGS`]: `mobium
+//! serve --help` prints it ([`settings::help`]) and a test checks that the README lists every
+//! variable. The field docs of [`Config`] say which type each value has.
 //!
 //! Across settings: `tls_cert` and `tls_key` are both set or both unset, and `require_tls`
 //! needs them set.
@@ -91,6 +65,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use mobium_client_api::server::TrustedProxies;
 use mobium_spec::ServerName;
 use serde::Deserialize;
 
@@ -104,37 +79,6 @@ pub const CONFIG_FILE_ENV: &str = "SC_CONFIG";
 /// Largest accepted duration in seconds (100 years of 365 days), so that adding any configured
 /// duration to a timestamp cannot overflow.
 pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 60 * 60;
-
-/// Every setting, as its file key; the variable is `SC_` and the key in upper case.
-const KEYS: &[&str] = &[
-    "host",
-    "port",
-    "server_name",
-    "data_dir",
-    "database_url",
-    "tls_cert",
-    "tls_key",
-    "require_tls",
-    "max_connections",
-    "max_connections_per_ip",
-    "ws_ping_interval",
-    "max_offline_messages",
-    "max_message_size",
-    "message_ttl",
-    "history_ttl",
-    "auth_timeout",
-    "admin_token",
-    "registration",
-    "rate_limit_per_sec",
-    "rate_limit_burst",
-    "log",
-    "fed_enabled",
-    "fed_host",
-    "fed_port",
-    "fed_nameservers",
-    "fed_peers",
-    "fed_well_known",
-];
 
 /// The homeserver's settings. See the [module documentation](self) for each one's source,
 /// default and allowed values; [`load`] is the way to obtain a checked one.
@@ -200,6 +144,10 @@ pub struct Config {
     /// characters). Redacted in `Debug` output.
     #[serde(deserialize_with = "field::admin_token")]
     pub admin_token: Option<String>,
+    /// A separate listener for `/metrics` and the admin API; `None` serves them on the public
+    /// listener (`SC_ADMIN_LISTEN`, e.g. `127.0.0.1:9100`).
+    #[serde(deserialize_with = "field::optional_socket_addr")]
+    pub admin_listen: Option<SocketAddr>,
     /// Who may register (`SC_REGISTRATION`, default [`Registration::Open`]).
     #[serde(deserialize_with = "field::registration")]
     pub registration: Registration,
@@ -231,6 +179,10 @@ pub struct Config {
     /// How `/.well-known/mobium` is fetched (`SC_FED_WELL_KNOWN`, default https).
     #[serde(deserialize_with = "field::well_known")]
     pub fed_well_known: WellKnown,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers are believed
+    /// (`SC_TRUSTED_PROXIES`, comma-separated addresses or networks; default none).
+    #[serde(deserialize_with = "field::trusted_proxies")]
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A static federation peer from `SC_FED_PEERS`.
@@ -276,6 +228,7 @@ impl Default for Config {
             history_ttl: 0,
             auth_timeout: 10,
             admin_token: None,
+            admin_listen: None,
             registration: Registration::Open,
             rate_limit_per_sec: 20,
             rate_limit_burst: 50,
@@ -286,6 +239,7 @@ impl Default for Config {
             fed_nameservers: Vec::new(),
             fed_peers: Vec::new(),
             fed_well_known: WellKnown::Https,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -311,6 +265,7 @@ impl fmt::Debug for Config {
             history_ttl,
             auth_timeout,
             admin_token,
+            admin_listen,
             registration,
             rate_limit_per_sec,
             rate_limit_burst,
@@ -321,6 +276,7 @@ impl fmt::Debug for Config {
             fed_nameservers,
             fed_peers,
             fed_well_known,
+            trusted_proxies,
         } = self;
         f.debug_struct("Config")
             .field("host", host)
@@ -340,6 +296,7 @@ impl fmt::Debug for Config {
             .field("history_ttl", history_ttl)
             .field("auth_timeout", auth_timeout)
             .field("admin_token", &admin_token.as_ref().map(|_| "<redacted>"))
+            .field("admin_listen", admin_listen)
             .field("registration", registration)
             .field("rate_limit_per_sec", rate_limit_per_sec)
             .field("rate_limit_burst", rate_limit_burst)
@@ -350,6 +307,7 @@ impl fmt::Debug for Config {
             .field("fed_nameservers", fed_nameservers)
             .field("fed_peers", fed_peers)
             .field("fed_well_known", fed_well_known)
+            .field("trusted_proxies", trusted_proxies)
             .finish()
     }
 }
@@ -573,7 +531,7 @@ pub fn load(
             message: describe_toml_error(&text, &e),
         })?;
         for (key, value) in table {
-            if !KEYS.contains(&key.as_str()) {
+            if !settings::is_key(&key) {
                 return Err(ConfigError::FileUnknown {
                     path: path.to_owned(),
                     key,
@@ -599,7 +557,7 @@ pub fn load(
     for (var, value) in vars {
         let name = &var[ENV_PREFIX.len()..];
         let key = name.to_ascii_lowercase();
-        if !KEYS.contains(&key.as_str()) || name.bytes().any(|b| b.is_ascii_lowercase()) {
+        if !settings::is_key(&key) || name.bytes().any(|b| b.is_ascii_lowercase()) {
             return Err(ConfigError::EnvUnknown { var });
         }
         let value = toml::Value::String(value);
@@ -680,6 +638,9 @@ fn redact_url(url: &str) -> String {
         &url[rest_start + at..]
     )
 }
+
+/// The table of settings (keys, defaults, meanings).
+pub mod settings;
 
 /// The per-setting checks, as serde `deserialize_with` functions: each accepts what either layer
 /// can carry and reports `expected ..., got ...`.

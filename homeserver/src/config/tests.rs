@@ -163,9 +163,14 @@ fn every_setting_loads_from_file_and_env() {
             "b.test,127.0.0.1:7202,8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c;c.test:9,10.0.0.1:1,8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
         ),
         ("fed_well_known", "\"http\"", "OFF"),
+        ("trusted_proxies", "\"127.0.0.1\"", "10.0.0.0/8, fd00::/8"),
+        ("admin_listen", "\"127.0.0.1:9100\"", "[::1]:0"),
     ];
-    let keys: Vec<&str> = all.iter().map(|(k, _, _)| *k).collect();
-    assert_eq!(keys, KEYS, "this test covers every setting");
+    let mut keys: Vec<&str> = all.iter().map(|(k, _, _)| *k).collect();
+    let mut table: Vec<&str> = settings::SETTINGS.iter().map(|s| s.key).collect();
+    keys.sort_unstable();
+    table.sort_unstable();
+    assert_eq!(keys, table, "this test covers every setting");
 
     let text: String = all.iter().map(|(k, v, _)| format!("{k} = {v}\n")).collect();
     let f = toml_file(&text);
@@ -191,6 +196,21 @@ fn every_setting_loads_from_file_and_env() {
     assert_eq!(c.registration, Registration::Invite);
     assert_eq!(c.max_message_size, 1024);
     assert_eq!(c.log, "error");
+    assert_eq!(c.trusted_proxies.0.len(), 2);
+}
+
+#[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    let err = load(None, env(&[("SC_TRUSTED_PROXIES", "10.0.0.0/8,proxy.lan")]))
+        .expect_err("a name is not an address");
+    assert!(
+        err.to_string()
+            .starts_with("invalid setting SC_TRUSTED_PROXIES"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("proxy.lan"), "{err}");
+    let c = load(None, env(&[("SC_TRUSTED_PROXIES", "")])).expect("empty means none");
+    assert!(c.trusted_proxies.0.is_empty());
 }
 
 #[test]
@@ -198,9 +218,27 @@ fn serde_fields_match_the_key_list() {
     // serde lists the struct's fields in its unknown-field message.
     let err = toml::from_str::<Config>("bogus = 1").expect_err("unknown field");
     let listed = err.message().matches('`').count() / 2;
-    assert_eq!(listed, 1 + KEYS.len(), "{}", err.message());
-    for key in KEYS {
-        assert!(err.message().contains(&format!("`{key}`")), "{key}");
+    assert_eq!(listed, 1 + settings::SETTINGS.len(), "{}", err.message());
+    for s in settings::SETTINGS {
+        assert!(err.message().contains(&format!("`{}`", s.key)), "{}", s.key);
+    }
+}
+
+#[test]
+fn the_readme_and_help_list_every_setting_with_its_default() {
+    let readme = include_str!("../../../README.md");
+    let help = settings::help();
+    for s in settings::SETTINGS {
+        let var = s.var();
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "README's configuration table lacks {var}"
+        );
+        assert!(
+            help.contains(&format!("{var}  [default: {}]", s.default)),
+            "{var}"
+        );
+        assert!(help.contains(s.meaning), "{var}");
     }
 }
 

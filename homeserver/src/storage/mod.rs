@@ -37,6 +37,10 @@ pub enum StoreError {
     /// Migrations failed at start-up.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database server cannot be reached, or refused us, at start-up: a complete sentence
+    /// saying where, why, and what to do.
+    #[error("{0}")]
+    Connect(String),
     /// A stored value no longer parses (corruption or a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -275,6 +279,15 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the pool cleanly (SQLite checkpoints its WAL).
     async fn close(&self);
 
+    // ---- server facts (`server_meta`) ----
+    /// A stored fact, e.g. [`META_SERVER_NAME`].
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Stores `value` under `key` unless something is stored there already; returns what is
+    /// stored afterwards (atomically: of two concurrent callers one value wins for both).
+    async fn meta_insert_or_get(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// Stores `value` under `key`, replacing what was there.
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()>;
+
     // ---- users ----
     /// Whether the user is registered here.
     async fn user_exists(&self, key: &PublicKey) -> StoreResult<bool>;
@@ -511,6 +524,12 @@ pub trait Store: Send + Sync + 'static {
         max_queued: u32,
     ) -> StoreResult<bool>;
 }
+
+/// The `server_meta` key of the server name the database was created under.
+pub const META_SERVER_NAME: &str = "server_name";
+
+/// The `server_meta` key `/health` rewrites to prove that writes succeed.
+pub const META_HEALTH_PROBE: &str = "health_probe";
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;

@@ -240,3 +240,114 @@ async fn command_line_client_end_to_end(backend: Backend) {
 }
 
 both_backends!(command_line_client_end_to_end);
+
+/// A server that moves to a new port keeps its name (pinned with `SC_SERVER_NAME`); the
+/// profile follows it with `server move`, and keeps its identity there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_move_repoints_the_profile() {
+    let mut server = start(Backend::Sqlite).await.unwrap();
+    let old_url = server.ws_url();
+    let name = server.running().app.server_name.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = tmp.path().join("alice");
+    let a = Pass::Env("alice's secret");
+    ok(&alice, a, &["identity", "create"]).await;
+    let alice_id = s(&ok(&alice, a, &["register", "--server", &old_url]).await["user_id"]);
+
+    // The server moves to another port under the same name.
+    server.running.take().unwrap().shutdown().await.unwrap();
+    let mut config = server.config.clone();
+    config.port = 0;
+    config.server_name = Some(name.clone());
+    server.running = Some(restart_on(config).await);
+    let new_url = server.ws_url();
+    assert_ne!(old_url, new_url);
+    let (moved, _) = run(&alice, a, &["channel", "list"]).await;
+    assert!(!moved, "the old address is gone");
+
+    let (refused, err) = run(
+        &alice,
+        a,
+        &["server", "move", "ws://nowhere/v1/ws", &new_url],
+    )
+    .await;
+    assert!(!refused);
+    assert_eq!(err["error"]["kind"], "usage");
+
+    let out = ok(&alice, a, &["server", "move", &old_url, &new_url]).await;
+    assert_eq!(s(&out["server"]), name.to_string());
+    let listed = ok(&alice, a, &["server", "list"]).await;
+    assert_eq!(s(&listed["servers"][0]["url"]), new_url);
+    ok(&alice, a, &["channel", "list"]).await;
+    assert_eq!(
+        s(&ok(&alice, a, &["identity", "show"]).await["user_id"]),
+        alice_id
+    );
+    server.stop().await;
+}
+
+/// `--ca-cert` is remembered for the server it was given for: later commands need not repeat it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_cert_is_remembered_per_server() {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/fixtures")
+            .join(name)
+    };
+    let server = start_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(fixture("selfsigned.pem"));
+        c.tls_key = Some(fixture("selfsigned.key"));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = tmp.path().join("alice");
+    let a = Pass::Env("alice's secret");
+    ok(&alice, a, &["identity", "create"]).await;
+    let (registered, err) = run(&alice, a, &["register", "--server", &url]).await;
+    assert!(!registered);
+    let message = s(&err["error"]["message"]);
+    assert!(message.contains("--ca-cert"), "{message}");
+    let cert = fixture("selfsigned.pem").display().to_string();
+    ok(
+        &alice,
+        a,
+        &["--ca-cert", &cert, "register", "--server", &url],
+    )
+    .await;
+    ok(&alice, a, &["channel", "list"]).await;
+    server.stop().await;
+}
+
+/// A CA in the system's trust store (here via `SSL_CERT_FILE`) is trusted without `--ca-cert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_trust_store_is_used() {
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/fixtures")
+            .join(name)
+    };
+    let server = start_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(fixture("server.pem"));
+        c.tls_key = Some(fixture("server.key"));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = tmp.path().join("alice");
+    let a = Pass::Env("alice's secret");
+    ok(&alice, a, &["identity", "create"]).await;
+    let out = command(&alice, a, &["register", "--server", &url])
+        .env("SSL_CERT_FILE", fixture("ca.pem"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}

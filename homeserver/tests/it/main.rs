@@ -5,6 +5,7 @@
 
 mod support;
 
+mod admin;
 mod auth;
 mod channels;
 mod client_cli;
@@ -16,6 +17,8 @@ mod federation;
 mod http;
 mod keys;
 mod presence;
+mod proxy;
 mod races;
 mod sdk;
+mod startup;
 mod transport;

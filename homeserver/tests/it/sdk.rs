@@ -178,3 +178,46 @@ both_backends!(
     wss_with_a_private_ca,
     silent_server_is_detected_and_replaced
 );
+
+/// A self-hoster's plain self-signed certificate (marked as a CA, as `openssl req -x509` makes
+/// it): refused in words without it, accepted when given as the trusted certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_pinned_self_signed_certificate() {
+    let server = start_with(Backend::Sqlite, |c| {
+        c.tls_cert = Some(fixture("selfsigned.pem"));
+        c.tls_key = Some(fixture("selfsigned.key"));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let err = Client::connect(&url, &Keypair::generate(), ConnectOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("trust that certificate"), "{err}");
+    assert!(
+        !err.contains("UnknownIssuer") && !err.contains("CaUsedAsEndEntity"),
+        "{err}"
+    );
+    let opts = ConnectOptions {
+        extra_root_certs: mobium_client_api::sdk::load_root_certs(&fixture("selfsigned.pem"))
+            .unwrap(),
+        ..ConnectOptions::default()
+    };
+    let (c, _e) = Client::connect(&url, &Keypair::generate(), opts)
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+
+    // Another self-signed certificate is still refused: pinning is exact.
+    let opts = ConnectOptions {
+        extra_root_certs: mobium_client_api::sdk::load_root_certs(&fixture("server.pem")).unwrap(),
+        ..ConnectOptions::default()
+    };
+    assert!(
+        Client::connect(&url, &Keypair::generate(), opts)
+            .await
+            .is_err()
+    );
+    server.stop().await;
+}

@@ -125,17 +125,24 @@ pub async fn restart_on(config: Config) -> Running {
     }
 }
 
-/// Settings for a test server; `tweak` adjusts them before start.
-pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// The settings of a test server keeping its data in `data_dir`: any free port, no limits
+/// that tests would trip over.
+pub fn base_config(data_dir: &Path) -> Config {
     let mut config = config::load(None, Vec::<(String, String)>::new()).expect("defaults");
     config.port = 0;
     config.fed_port = 0;
-    config.data_dir = dir.path().join("data");
+    config.data_dir = data_dir.to_owned();
     config.log = "warn".into();
     config.rate_limit_per_sec = 10_000;
     config.rate_limit_burst = 10_000;
     config.max_connections_per_ip = 1000;
+    config
+}
+
+/// Settings for a test server; `tweak` adjusts them before start.
+pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = base_config(&dir.path().join("data"));
     let mut pg_db = None;
     match backend {
         Backend::Sqlite => {}
@@ -355,8 +362,19 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    http_to(server.addr(), method, path, headers, body).await
+}
+
+/// [`http`] to any address (e.g. the admin listener).
+pub async fn http_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(server.addr()).await.expect("tcp");
+    let mut s = TcpStream::connect(addr).await.expect("tcp");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

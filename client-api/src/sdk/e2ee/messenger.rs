@@ -275,17 +275,22 @@ impl Messenger {
         url: &str,
         mut opts: ConnectOptions,
     ) -> Result<(Messenger, MessengerEvents), E2eeError> {
+        let known = state.servers.iter().find(|s| s.url == url);
         if opts.expected_server.is_none() {
-            opts.expected_server = state
-                .servers
-                .iter()
-                .find(|s| s.url == url)
-                .map(|s| s.name.clone());
+            opts.expected_server = known.map(|s| s.name.clone());
+        }
+        // Certificates given now are remembered for this server; remembered ones are used.
+        let given_certs = opts.extra_root_certs.clone();
+        for der in known.map(|s| s.trusted_cert_ders()).unwrap_or_default() {
+            if !opts.extra_root_certs.contains(&der) {
+                opts.extra_root_certs.push(der);
+            }
         }
         let signer = Arc::new(state.account.signer());
         let (client, notices) = Client::connect_persistent(url, signer, opts).await?;
         let me = client.user_id().clone();
         state.add_server(url, me.server.clone(), now_ms());
+        state.remember_certs(&me.server, &given_certs);
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             profile,

@@ -31,6 +31,20 @@ pub struct ServerEntry {
     pub name: ServerName,
     /// When this profile first authenticated there, Unix milliseconds.
     pub registered_at: u64,
+    /// Extra certificates (DER, hex) this server's TLS certificate was trusted with (a private
+    /// CA, or its own self-signed certificate), so later connections need not be told again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_certs: Vec<String>,
+}
+
+impl ServerEntry {
+    /// [`trusted_certs`](Self::trusted_certs) as DER; entries that are not hex are skipped.
+    pub fn trusted_cert_ders(&self) -> Vec<Vec<u8>> {
+        self.trusted_certs
+            .iter()
+            .filter_map(|h| hex::decode(h).ok())
+            .collect()
+    }
 }
 
 /// Someone this profile has exchanged keys with.
@@ -153,7 +167,21 @@ impl CryptoState {
             url: url.to_owned(),
             name,
             registered_at: now,
+            trusted_certs: Vec::new(),
         });
+    }
+
+    /// Remembers `certs` (DER) as trusted for the server named `name`, beside those already
+    /// remembered.
+    pub fn remember_certs(&mut self, name: &ServerName, certs: &[Vec<u8>]) {
+        if let Some(s) = self.servers.iter_mut().find(|s| s.name == *name) {
+            for der in certs {
+                let h = hex::encode(der);
+                if !s.trusted_certs.contains(&h) {
+                    s.trusted_certs.push(h);
+                }
+            }
+        }
     }
 
     /// Records `id` as processed; `false` if it already was (a re-delivery).

@@ -15,10 +15,12 @@ mod channels;
 mod direct;
 mod federation;
 mod messages;
+mod meta;
 mod roles;
 mod users;
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
 use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
@@ -38,6 +40,13 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// Pool size. Small on purpose: the server is one process, and PostgreSQL does better with a
 /// few busy connections than with many idle ones.
 const MAX_CONNECTIONS: u32 = 8;
+
+/// How long start-up waits for PostgreSQL to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for a pooled connection before failing (sqlx's default is 30 s,
+/// during which a client or `/health` hears nothing).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A store in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -63,7 +72,7 @@ impl PgStore {
             )));
         }
         let options = PgConnectOptions::from_str(url)?;
-        let mut conn = PgConnection::connect_with(&options).await?;
+        let mut conn = connect_once(&options).await?;
         // The name was checked above, so it is safe to splice in (identifiers cannot be bound).
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
@@ -75,13 +84,71 @@ impl PgStore {
     }
 
     async fn open(options: PgConnectOptions) -> StoreResult<Self> {
+        // One plain connection first: the pool would retry a refused connection until its
+        // acquire timeout and then report only that it timed out.
+        connect_once(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(PgStore { pool })
     }
+}
+
+/// Connects once, within [`CONNECT_TIMEOUT`]; a failure is [`StoreError::Connect`] with a
+/// sentence an operator can act on.
+async fn connect_once(options: &PgConnectOptions) -> StoreResult<PgConnection> {
+    let host = options.get_host();
+    let port = options.get_port();
+    let db = options.get_database().unwrap_or(options.get_username());
+    let user = options.get_username();
+    let at = format!("{host}:{port}/{db}");
+    let createdb = format!("createdb -h {host} -p {port} -U {user} {db}");
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Err(_) => Err(StoreError::Connect(format!(
+            "cannot connect to PostgreSQL at {at}: no answer within {} s — is the address \
+             right, and is a firewall dropping the connection?",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => {
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.into_owned());
+            Err(StoreError::Connect(match code.as_deref() {
+                // invalid_catalog_name
+                Some("3D000") => format!(
+                    "PostgreSQL at {host}:{port} has no database {db:?} — create it with \
+                     `{createdb}`"
+                ),
+                // invalid_authorization_specification, invalid_password
+                Some("28000" | "28P01") => format!(
+                    "PostgreSQL at {at} refused user {user:?}: {} — check the user and password \
+                     in SC_DATABASE_URL",
+                    e.as_database_error()
+                        .map(|d| d.message())
+                        .unwrap_or_default()
+                ),
+                _ => format!(
+                    "cannot connect to PostgreSQL at {at}: {} — is it running? If the database \
+                     does not exist yet, create it with `{createdb}`",
+                    one_line(&e)
+                ),
+            }))
+        }
+    }
+}
+
+/// An sqlx error as one line, without sqlx's variant prefixes where they add nothing.
+fn one_line(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+    .replace('\n', " ")
 }
 
 /// Whether `name` is an identifier PostgreSQL takes as is: lowercase ASCII letters, digits and
@@ -106,6 +173,20 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    // ---- server facts ----
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        meta::meta_get(&self.pool, key).await
+    }
+
+    async fn meta_insert_or_get(&self, key: &str, value: &str) -> StoreResult<String> {
+        meta::meta_insert_or_get(&self.pool, key, value).await
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        meta::meta_set(&self.pool, key, value).await
     }
 
     // ---- users ----

@@ -13,6 +13,7 @@ mod channels;
 mod direct;
 mod federation;
 mod messages;
+mod meta;
 mod roles;
 mod users;
 
@@ -71,6 +72,10 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
+        if !in_memory {
+            make_private(options.get_filename())
+                .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
         let pool = if in_memory {
             // An in-memory database lives as long as a connection to it: keep exactly one,
             // forever, so the data does not vanish when the pool recycles an idle connection.
@@ -87,6 +92,39 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
+}
+
+/// Creates the database file readable by its owner only (0600) before SQLite does, and takes
+/// group and other access away from an existing one and its `-wal` and `-shm` files: they hold
+/// every queued message and key. SQLite gives the files it creates later (`-wal`, `-shm`) the
+/// database file's mode.
+fn make_private(db: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if !db.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
 }
 
 /// Whether an SQLite URL names an in-memory database rather than a file.
@@ -108,6 +146,20 @@ impl Store for SqliteStore {
     async fn close(&self) {
         // Closing the last connection checkpoints the WAL into the main file.
         self.pool.close().await;
+    }
+
+    // ---- server facts ----
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        meta::meta_get(&self.pool, key).await
+    }
+
+    async fn meta_insert_or_get(&self, key: &str, value: &str) -> StoreResult<String> {
+        meta::meta_insert_or_get(&self.pool, key, value).await
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        meta::meta_set(&self.pool, key, value).await
     }
 
     // ---- users ----

@@ -342,3 +342,33 @@ pub(super) async fn direct_queue_purges_expired(h: &mut Harness) {
             .is_empty()
     );
 }
+
+pub(super) async fn server_meta_pins_the_first_value_and_survives_reopen(h: &mut Harness) {
+    let s = &*h.store;
+    assert_eq!(s.meta_get(META_SERVER_NAME).await.expect("get"), None);
+    assert_eq!(
+        s.meta_insert_or_get(META_SERVER_NAME, "chat.example.org")
+            .await
+            .expect("pin"),
+        "chat.example.org"
+    );
+    assert_eq!(
+        s.meta_insert_or_get(META_SERVER_NAME, "other.example.org")
+            .await
+            .expect("pin again"),
+        "chat.example.org",
+        "the first name stays"
+    );
+    s.meta_set(META_HEALTH_PROBE, "1").await.expect("set");
+    s.meta_set(META_HEALTH_PROBE, "2").await.expect("replace");
+    h.reopen().await;
+    let s = &*h.store;
+    assert_eq!(
+        s.meta_get(META_SERVER_NAME).await.expect("get").as_deref(),
+        Some("chat.example.org")
+    );
+    assert_eq!(
+        s.meta_get(META_HEALTH_PROBE).await.expect("get").as_deref(),
+        Some("2")
+    );
+}

@@ -176,6 +176,7 @@ macro_rules! suite {
 
 suite!(
     users_and_registration_tokens,
+    server_meta_pins_the_first_value_and_survives_reopen,
     prekeys_replace_and_count,
     claims_oldest_one_time_key_first_then_fallback,
     duplicate_one_time_key_id_is_a_conflict_and_adds_nothing,
