@@ -33,8 +33,9 @@ use quinn::VarInt;
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::endpoint::Inner;
 use crate::frame::{self, ReadError};
-use crate::node::Inner;
+use crate::handler::FederationHandler;
 use crate::now_ms;
 use crate::stats::Counters;
 use crate::tls;
@@ -66,8 +67,24 @@ struct Reply {
     body: FedResponseBody,
 }
 
+/// The responding side's context: the endpoint state and the handler requests go to. (It
+/// dereferences to [`Inner`], so the functions below read the endpoint's fields directly.)
+pub(crate) struct Responder {
+    inner: Arc<Inner>,
+    handler: Arc<dyn FederationHandler>,
+}
+
+impl std::ops::Deref for Responder {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
 /// Accepts connections until the endpoint is closed.
-pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+pub(crate) async fn accept_loop(inner: Arc<Inner>, handler: Arc<dyn FederationHandler>) {
+    let inner = Arc::new(Responder { inner, handler });
     while let Some(incoming) = inner.endpoint.accept().await {
         if inner.shutting_down.load(Ordering::SeqCst) {
             incoming.refuse();
@@ -78,7 +95,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
+async fn serve_connection(inner: Arc<Responder>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -118,7 +135,7 @@ async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) {
 }
 
 async fn handle_stream(
-    inner: Arc<Inner>,
+    inner: Arc<Responder>,
     peer: Arc<Peer>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -144,7 +161,7 @@ async fn handle_stream(
 }
 
 /// Reads, validates and dispatches one request; `None` when there is nobody to answer.
-async fn process(inner: &Inner, peer: &Peer, recv: &mut quinn::RecvStream) -> Option<Reply> {
+async fn process(inner: &Responder, peer: &Peer, recv: &mut quinn::RecvStream) -> Option<Reply> {
     // Only reading is bounded here: a slow peer must not hold a stream forever, but a handler
     // that is applying events is not cancelled halfway (the requester has its own timeout).
     let read = tokio::time::timeout(inner.request_timeout, frame::read(recv, inner.max_frame));
@@ -294,7 +311,7 @@ async fn origin_key(inner: &Inner, origin: &ServerName, tls_key: PublicKey) -> R
 
 /// Calls the handler for a verified request. `Err` is a refusal before the handler.
 async fn dispatch(
-    inner: &Inner,
+    inner: &Responder,
     origin: &ServerName,
     txn_id: u64,
     body: FedBody,
@@ -326,7 +343,7 @@ async fn dispatch(
 
 /// Counts and logs a refusal and builds its answer (none if there is nobody to address it to).
 fn refuse(
-    inner: &Inner,
+    inner: &Responder,
     destination: Option<ServerName>,
     txn_id: u64,
     code: ErrorCode,

@@ -22,6 +22,7 @@
 
 mod config;
 mod discovery;
+mod endpoint;
 mod error;
 mod frame;
 mod handler;

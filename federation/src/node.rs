@@ -1,38 +1,40 @@
-//! The federation endpoint ([`Federation`]): start, public sending API, stats and shutdown.
+//! The federation endpoint ([`Federation`]): bind, serve, the public sending API, stats and
+//! shutdown.
 //!
 //! One quinn endpoint per server both accepts (`inbound.rs`) and dials (`outbound.rs`). The shared
-//! state lives in [`Inner`]; [`Federation`] is a cheap handle to it. When the last handle is
-//! dropped the endpoint is closed, which ends the accept loop and every connection task, so no
-//! background task outlives its owner.
+//! state lives in [`Inner`](crate::endpoint::Inner); [`Federation`] is a cheap handle to it.
+//! Like quinn's `Endpoint` and its `accept()`, binding and serving are two steps: [`bind`]
+//! returns the sending handle (so the homeserver can build its state around it), and [`serve`]
+//! then runs the accept loop with the handler. The accept loop holds the handler, not the
+//! endpoint state, so a handler that owns the sending handle makes no reference cycle: when the
+//! endpoint is closed (shutdown, or the last handle dropped) the accept loop and every connection
+//! task end and drop the handler.
+//!
+//! [`bind`]: Federation::bind
+//! [`serve`]: Federation::serve
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mobium_spec::federation::Transaction;
 use mobium_spec::federation::{Ack, FedBody, FedResponse, FedResponseBody, Query, QueryResult};
-use mobium_spec::{Keypair, ServerName, SignedEnvelope};
+use mobium_spec::{ServerName, SignedEnvelope};
+use quinn::VarInt;
 use quinn::crypto::rustls::QuicServerConfig;
-use quinn::{IdleTimeout, TransportConfig, VarInt};
-use tokio::sync::Notify;
 
 use crate::config::FedConfig;
 use crate::discovery::{Discovery, PeerInfo};
+use crate::endpoint::{InFlight, Inner, transport_config};
 use crate::error::FedError;
 use crate::handler::FederationHandler;
 use crate::pool::Pool;
 use crate::replay::{self, ReplayCache};
-use crate::stats::{Counters, FedStats};
+use crate::stats::FedStats;
 use crate::tls::{self, Identity};
 use crate::{inbound, now_ms};
 
-/// Connections without traffic are closed after this long.
-const IDLE_TIMEOUT_MS: u32 = 60_000;
-/// Keep-alive interval of outgoing connections (well under the idle timeout).
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Concurrent request streams a peer may open on one connection.
-const MAX_STREAMS: u32 = 256;
 /// How long shutdown waits for requests being handled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for connections to close cleanly.
@@ -45,6 +47,7 @@ const TXN_COUNTER_BITS: u32 = 20;
 pub struct Federation {
     inner: Arc<Inner>,
     _close: Arc<CloseOnDrop>,
+    serving: Arc<AtomicBool>,
 }
 
 /// Closes the endpoint when the last [`Federation`] handle goes away.
@@ -56,93 +59,21 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// State shared by the handle, the accept loop and the request tasks.
-pub(crate) struct Inner {
-    pub name: ServerName,
-    pub keypair: Keypair,
-    pub endpoint: quinn::Endpoint,
-    pub local_addr: SocketAddr,
-    pub identity: Identity,
-    pub transport: Arc<TransportConfig>,
-    pub discovery: Discovery,
-    pub pool: Pool,
-    pub replay: ReplayCache,
-    pub handler: Arc<dyn FederationHandler>,
-    pub counters: Arc<Counters>,
-    pub max_frame: usize,
-    pub window: Duration,
-    pub request_timeout: Duration,
-    pub shutting_down: AtomicBool,
-    pub in_flight: InFlight,
-    next_txn: AtomicU64,
-}
-
-impl Inner {
-    /// A fresh `txn_id`: the start time in milliseconds shifted left by 20 bits, plus a counter, so
-    /// ids grow across restarts as long as fewer than a million requests per millisecond of uptime
-    /// were sent.
-    pub fn next_txn_id(&self) -> u64 {
-        self.next_txn.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// Count of incoming requests being processed, for a graceful shutdown.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-/// Marks one incoming request as being processed until dropped.
-pub(crate) struct InFlightGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    pub fn enter(&self) -> InFlightGuard<'_> {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(self)
-    }
-
-    async fn drained(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-fn transport_config(max_frame: usize) -> TransportConfig {
-    let window =
-        VarInt::from_u32(u32::try_from(max_frame.clamp(1 << 20, 16 << 20)).unwrap_or(16 << 20));
-    let mut transport = TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))))
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
-        .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .stream_receive_window(window)
-        .receive_window(VarInt::from_u32(32 << 20))
-        .send_window(32 << 20);
-    transport
-}
-
 impl Federation {
-    /// Binds the UDP socket, generates the TLS certificate from the server key and starts
-    /// accepting connections. Fails with [`FedError::Unreachable`] if the address cannot be bound.
+    /// [`bind`](Self::bind) and [`serve`](Self::serve) in one step.
     pub async fn start(
         config: FedConfig,
         handler: Arc<dyn FederationHandler>,
     ) -> Result<Federation, FedError> {
+        let federation = Federation::bind(config)?;
+        federation.serve(handler);
+        Ok(federation)
+    }
+
+    /// Binds the UDP socket and generates the TLS certificate from the server key. The handle
+    /// can send at once; incoming connections wait (in quinn's queue) until [`serve`](Self::serve)
+    /// is called. Fails with [`FedError::Unreachable`] if the address cannot be bound.
+    pub fn bind(config: FedConfig) -> Result<Federation, FedError> {
         let identity =
             Identity::new(&config.keypair, &config.server_name).map_err(FedError::Protocol)?;
         let server_crypto = identity.server_config().map_err(FedError::Protocol)?;
@@ -176,7 +107,6 @@ impl Federation {
             transport,
             pool: Pool::default(),
             replay: ReplayCache::new(config.timestamp_window, replay::DEFAULT_CAPACITY),
-            handler,
             counters: Arc::default(),
             max_frame: config.max_frame,
             window: config.timestamp_window,
@@ -185,12 +115,23 @@ impl Federation {
             in_flight: InFlight::default(),
             next_txn: AtomicU64::new(now_ms() << TXN_COUNTER_BITS),
         });
-        tracing::info!(server = %inner.name, addr = %local_addr, key = %inner.keypair.public(), "federation endpoint started");
-        tokio::spawn(inbound::accept_loop(inner.clone()));
+        tracing::info!(server = %inner.name, addr = %local_addr, key = %inner.keypair.public(), "federation endpoint bound");
         Ok(Federation {
             inner,
             _close: Arc::new(CloseOnDrop(endpoint)),
+            serving: Arc::default(),
         })
+    }
+
+    /// Starts answering other servers' requests with `handler` (once; a second call is ignored
+    /// with a warning). The accept loop runs until the endpoint is closed.
+    pub fn serve(&self, handler: Arc<dyn FederationHandler>) {
+        if self.serving.swap(true, Ordering::SeqCst) {
+            tracing::warn!(server = %self.inner.name, "federation endpoint already serving");
+            return;
+        }
+        tracing::info!(server = %self.inner.name, addr = %self.inner.local_addr, "federation endpoint serving");
+        tokio::spawn(inbound::accept_loop(self.inner.clone(), handler));
     }
 
     /// The bound UDP address (with the real port when the configuration asked for port 0).

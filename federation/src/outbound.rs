@@ -25,9 +25,9 @@ use quinn::crypto::rustls::QuicClientConfig;
 use tracing::Instrument;
 
 use crate::discovery::PeerInfo;
+use crate::endpoint::Inner;
 use crate::error::FedError;
 use crate::frame::{self, PREFIX_LEN, ReadError};
-use crate::node::Inner;
 use crate::now_ms;
 use crate::pool::Pooled;
 use crate::stats::Counters;

@@ -1,9 +1,18 @@
 //! `mobium-homeserver`: the composition root of a Mobium homeserver.
 //!
-//! Layers inside this crate, bottom to top: [`config`] (settings), [`storage`] (SQL only),
-//! the domain logic that enforces the protocol's rules, and the server that wires the
-//! client API transport (crate `mobium-client-api`) to them.
+//! Layers inside this crate, bottom to top (each imports only from the floors below it):
+//!
+//! 1. [`config`] (settings), [`storage`] (SQL only), [`hub`] (live connections), [`metrics`],
+//!    [`ratelimit`], [`keyfile`], [`datadir`];
+//! 2. [`outbox`]: the sending side of federation (durable delivery to other servers);
+//! 3. [`domain`]: the protocol's rules, on top of storage and the outbox;
+//! 4. the two edges that call into the domain: the client edge (`client_edge`, the
+//!    `ClientHandler` the WebSocket transport calls) and the federation edge ([`fed`], the
+//!    `FederationHandler` the QUIC transport calls), plus [`http`];
+//! 5. [`preflight`] and [`server`], which wire the transports, the edges and the state together;
+//! 6. the `mobium` binary (`main.rs`, `cli/`).
 
+mod client_edge;
 pub mod config;
 pub mod datadir;
 pub mod domain;
@@ -12,7 +21,16 @@ pub mod http;
 pub mod hub;
 pub mod keyfile;
 pub mod metrics;
+pub mod outbox;
 pub mod preflight;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

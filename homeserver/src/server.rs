@@ -14,18 +14,15 @@ use mobium_client_api::server::{self as ws, ConnectionLimiter, WsSettings};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use mobium_federation::{
-    DiscoveryConfig, FedConfig, Federation, FederationHandler, StaticPeer, WellKnownMode,
-};
-
-use mobium_spec::client::ErrorBody;
-use mobium_spec::federation::{Ack, Query, QueryResult, Transaction};
-use mobium_spec::{ErrorCode, ServerName};
+use mobium_federation::{DiscoveryConfig, FedConfig, Federation, StaticPeer, WellKnownMode};
+use mobium_spec::{Keypair, ServerName};
 
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
-use crate::{datadir, fed, keyfile, preflight, storage};
+use crate::hub::Hub;
+use crate::outbox::{Link, Notices, Outbox, OutboxWriter};
+use crate::{datadir, keyfile, preflight, storage};
 
 /// How often expired messages are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
@@ -128,14 +125,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         rate_burst: config.rate_limit_burst,
         max_message_size: config.max_message_size,
     };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let hub = Arc::new(Hub::default());
+    // Bound first, served once the App exists: the App is built with its sending handle.
+    let link = match config.fed_enabled {
+        true => Some(
+            start_federation(
+                &config,
+                &server_name,
+                &keypair,
+                &store,
+                &hub,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        ),
+        false => None,
+    };
     let app = App::new(
         store.clone(),
         server_name.clone(),
         keypair,
         settings,
         limiter.clone(),
+        hub,
+        link,
     );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(link) = app.federation() {
+        link.federation.serve(app.clone());
+        tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
+    }
     let ws_settings = WsSettings {
         server_name: server_name.clone(),
         max_message_size: config.max_message_size,
@@ -179,11 +198,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     };
     let admin_addr = admin.as_ref().map(|(a, _)| *a);
-    if config.fed_enabled {
-        let link = start_federation(&config, &app, shutdown_rx.clone()).await?;
-        tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
-        app.set_federation(link);
-    }
     let purge = tokio::spawn(purge_loop(
         app.clone(),
         config.history_ttl(),
@@ -256,11 +270,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// How long a processed federation transaction id is remembered.
 const TXN_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Binds the federation endpoint and starts the outbox: the sending half, which the App is
+/// built with. Serving (the receiving half) starts once the App exists.
 async fn start_federation(
     config: &Config,
-    app: &Arc<App>,
+    server_name: &ServerName,
+    keypair: &Keypair,
+    store: &storage::SharedStore,
+    hub: &Arc<Hub>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<fed::Link> {
+) -> anyhow::Result<Link> {
     let discovery = DiscoveryConfig {
         nameservers: config.fed_nameservers.clone(),
         static_peers: config
@@ -280,80 +299,34 @@ async fn start_federation(
         negative_ttl: Duration::from_secs(30),
     };
     let fed_config = FedConfig {
-        server_name: app.server_name.clone(),
-        keypair: app.keypair.clone(),
+        server_name: server_name.clone(),
+        keypair: keypair.clone(),
         bind: config.fed_bind_addr(),
         discovery,
         max_frame: mobium_spec::federation::MAX_FRAME_BYTES,
         timestamp_window: Duration::from_millis(mobium_spec::federation::TIMESTAMP_WINDOW_MS),
         request_timeout: Duration::from_secs(10),
     };
-    // A weak handle: the endpoint must not keep the App (which owns the endpoint) alive.
-    let handler: Arc<dyn FederationHandler> = Arc::new(WeakApp(Arc::downgrade(app)));
-    let federation = Federation::start(fed_config, handler)
-        .await
+    let federation = Federation::bind(fed_config)
         .with_context(|| format!("cannot start federation on udp {}", config.fed_bind_addr()))?;
-    let notices = fed::outbox::Notices {
-        hub: app.hub.clone(),
-        ttl: app.settings.message_ttl,
+    let notices = Notices {
+        hub: hub.clone(),
+        ttl: config.message_ttl(),
     };
-    let outbox = fed::Outbox::start(
-        app.store.clone(),
+    let outbox = Outbox::start(
+        store.clone(),
         federation.clone(),
         notices,
         Duration::from_secs(60),
         shutdown,
     )
     .await;
-    let writer = fed::OutboxWriter::start(app.store.clone());
-    Ok(fed::Link {
+    let writer = OutboxWriter::start(store.clone());
+    Ok(Link {
         federation,
         outbox,
         writer,
     })
-}
-
-/// The federation handler: forwards to the App while it exists.
-struct WeakApp(std::sync::Weak<App>);
-
-#[async_trait::async_trait]
-impl FederationHandler for WeakApp {
-    async fn transaction(
-        &self,
-        origin: &ServerName,
-        txn_id: u64,
-        txn: Transaction,
-    ) -> Result<Ack, ErrorBody> {
-        match self.0.upgrade() {
-            Some(app) => app.transaction(origin, txn_id, txn).await,
-            None => Err(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down",
-            )),
-        }
-    }
-
-    async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {
-        match self.0.upgrade() {
-            Some(app) => app.query(origin, query).await,
-            None => Err(ErrorBody::new(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down",
-            )),
-        }
-    }
-
-    fn peer_connected(&self, peer: &ServerName) {
-        if let Some(app) = self.0.upgrade() {
-            app.peer_connected(peer);
-        }
-    }
-
-    fn rejected(&self, code: ErrorCode) {
-        if let Some(app) = self.0.upgrade() {
-            app.rejected(code);
-        }
-    }
 }
 
 /// Deletes expired to-device messages and, if history retention is set, old channel messages.

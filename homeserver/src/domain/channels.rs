@@ -12,8 +12,8 @@ use mobium_spec::federation::{HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ChannelId, ErrorCode, ServerName, UserId};
 
-use super::{App, Handled, err, fed_error, now_ms, perms};
-use crate::fed;
+use super::remote;
+use super::{App, Handled, err, now_ms, perms};
 use crate::storage::{ChannelRow, HostedChange, InviteRow, InviteUse};
 
 /// Invite codes: 16 random bytes as 22 characters of unpadded base64url.
@@ -81,7 +81,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     let body = HostedBody::MetadataUpdated {
         metadata: r.metadata.clone(),
     };
-    fed::host_commit(app, &ch, change, body, None).await?;
+    remote::host_commit(app, &ch, change, body, None).await?;
     app.cache.clear();
     let frame = encode_event(&Event::ChannelUpdated(r));
     perms::fan_out(app, &ch, &frame).await?;
@@ -184,12 +184,11 @@ pub(super) async fn join(app: &App, me: &UserId, r: ChannelJoin) -> Handled {
         return Ok(Response::Joined(info));
     };
     // A channel on another server: the host decides; this server keeps a replica.
-    let link = fed::link(app)?;
     let q = Query::JoinChannel {
         code: code.to_owned(),
         user: me.clone(),
     };
-    let (info, seq) = match link.federation.query(&host, q).await.map_err(fed_error)? {
+    let (info, seq) = match remote::query(app, &host, q).await? {
         QueryResult::Joined { channel, seq } => (channel, seq),
         _ => {
             return Err(err(
@@ -257,7 +256,7 @@ pub(crate) async fn join_hosted(
         now: now_ms(),
     };
     let body = HostedBody::MemberJoined { user: user.clone() };
-    let seq = fed::host_commit(app, &ch, change, body, Some(&user.server))
+    let seq = remote::host_commit(app, &ch, change, body, Some(&user.server))
         .await?
         .ok_or_else(|| err(ErrorCode::Conflict, "already a member"))?;
     app.cache.clear();

@@ -8,7 +8,7 @@ use mobium_spec::client::{
 };
 use mobium_spec::{ErrorCode, UserId};
 
-use super::{App, Handled, err, now_ms};
+use super::{App, Handled, err, now_ms, remote};
 use mobium_spec::federation::{FedDirect, FedEvent};
 
 use crate::storage::DirectRow;
@@ -64,7 +64,7 @@ async fn send_remote(app: &App, me: &UserId, r: DirectSend) -> Handled {
         ciphertext: r.ciphertext,
         sent_at: sent.sent_at,
     });
-    crate::fed::enqueue(app, vec![crate::fed::item(&r.to.server, &event)]).await?;
+    remote::enqueue(app, vec![remote::item(&r.to.server, &event)]).await?;
     app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
     Ok(Response::DirectSent(sent))
 }

@@ -8,7 +8,7 @@ use mobium_spec::{ErrorCode, UserId};
 
 use mobium_spec::federation::{Query, QueryResult};
 
-use super::{App, Handled, err, fed_error};
+use super::{App, Handled, err, remote};
 
 fn check(owner: &UserId, kind: PrekeyKind, key: &Prekey) -> Result<(), ErrorBody> {
     if key.key.len() != 32 {
@@ -69,17 +69,11 @@ pub(super) async fn claim(app: &App, me: &UserId, r: KeysClaim) -> Handled {
         return claim_local(app, &r.user).await.map(Response::KeyBundle);
     }
     // The user's own server hands out their keys; the client checks the signatures.
-    let link = crate::fed::link(app)?;
     let q = Query::ClaimKeys {
         user: r.user.clone(),
         requester: me.clone(),
     };
-    match link
-        .federation
-        .query(&r.user.server, q)
-        .await
-        .map_err(fed_error)?
-    {
+    match remote::query(app, &r.user.server, q).await? {
         QueryResult::KeyBundle(b) if b.user == r.user => Ok(Response::KeyBundle(b)),
         _ => Err(err(
             ErrorCode::FederationUnavailable,

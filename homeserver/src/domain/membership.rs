@@ -12,8 +12,8 @@ use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, UserId};
 
 use super::channels::require_hosted;
+use super::remote;
 use super::{App, Handled, err, now_ms, perms};
-use crate::fed;
 use crate::storage::{ChannelRow, HostedChange};
 
 /// On the host: removes a member and tells the remaining viewers, the removed user and the
@@ -34,7 +34,7 @@ pub(crate) async fn depart(
         user: user.clone(),
         reason,
     };
-    if fed::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None)
         .await?
         .is_none()
     {
@@ -70,7 +70,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
             channel: ch.id.clone(),
             user: me.clone(),
         });
-        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        remote::enqueue(app, vec![remote::item(&ch.id.host, &event)]).await?;
         app.store.member_remove(&ch.id, me).await?;
         app.invalidate_permissions();
     }
@@ -127,19 +127,17 @@ pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
 pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::VIEW).await?;
-    if !app.hosts(&ch.id)
-        && let Some(link) = app.federation()
-    {
+    if !app.hosts(&ch.id) && app.federation().is_some() {
         // Only the host knows everyone who joined before this server's users did.
         let q = Query::Members {
             channel: ch.id.clone(),
             user: me.clone(),
         };
-        match link.federation.query(&ch.id.host, q).await {
+        match remote::query(app, &ch.id.host, q).await {
             Ok(QueryResult::Members(m)) => return Ok(Response::Members(m)),
             Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a members query"),
             Err(e) => {
-                tracing::info!(host = %ch.id.host, error = %e, "members from the host failed; answering from the local copy")
+                tracing::info!(host = %ch.id.host, error = %e.message, code = %e.code, "members from the host failed; answering from the local copy")
             }
         }
     }

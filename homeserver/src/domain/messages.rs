@@ -17,8 +17,8 @@ use mobium_spec::federation::{
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, MessageId, UserId};
 
+use super::remote;
 use super::{App, Handled, err, now_ms, perms};
-use crate::fed;
 use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow};
 
 /// A stored message as the wire shows it.
@@ -50,7 +50,7 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
             ciphertext: r.ciphertext,
             reply_to: r.reply_to,
         });
-        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        remote::enqueue(app, vec![remote::item(&ch.id.host, &event)]).await?;
         app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
         return Ok(Response::MessageSent(MessageSent {
             channel: ch.id.clone(),
@@ -58,19 +58,39 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
             sent_at: now_ms(),
         }));
     }
-    // Authorized under the channel's lock: a send that raced a kick is ordered either before
-    // the kick (and allowed) or after it (and refused), never after it and allowed.
+    // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
+    let sent = send_hosted(app, &ch, me, r.ciphertext, r.reply_to, None)
+        .await?
+        .ok_or_else(|| err(ErrorCode::Internal, "internal error"))?;
+    Ok(Response::MessageSent(sent))
+}
+
+/// On the host: orders a message by `sender` (a user of this server, or of `origin_id`'s server
+/// for a `channel_send` from a member server), commits it with its outbox rows, and fans it out.
+/// `Ok(None)`: a member server's retried `channel_send` that was stored before.
+///
+/// Authorized under the channel's lock: a send that raced a kick is ordered either before the
+/// kick (and allowed) or after it (and refused), never after it and allowed.
+pub(crate) async fn send_hosted(
+    app: &App,
+    ch: &ChannelRow,
+    sender: &UserId,
+    ciphertext: Vec<u8>,
+    reply_to: Option<MessageId>,
+    origin_id: Option<MessageId>,
+) -> Result<Option<MessageSent>, ErrorBody> {
+    app.check_message(&ciphertext)?;
     let _order = app.channel_lock(&ch.id).await;
-    perms::require(app, &ch, me, Permissions::SEND).await?;
+    perms::require(app, ch, sender, Permissions::SEND).await?;
     let row = MessageRow {
         channel: ch.id.clone(),
         id: app.next_id(),
-        sender: me.clone(),
-        ciphertext: r.ciphertext,
+        sender: sender.clone(),
+        ciphertext,
         sent_at: now_ms(),
         edited_at: None,
-        reply_to: r.reply_to,
-        origin_id: None,
+        reply_to,
+        origin_id,
     };
     let sent = MessageSent {
         channel: ch.id.clone(),
@@ -78,17 +98,23 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
         sent_at: row.sent_at,
     };
     let wire = to_wire(row.clone());
-    fed::host_commit(
+    match remote::host_commit(
         app,
-        &ch,
+        ch,
         HostedChange::Message(row),
         HostedBody::Message(wire.clone()),
         None,
     )
-    .await?;
+    .await
+    {
+        Ok(_) => {}
+        // A member server's retried delivery of a send stored before.
+        Err(e) if e.code == ErrorCode::Conflict && origin_id.is_some() => return Ok(None),
+        Err(e) => return Err(e),
+    }
     app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
-    perms::fan_out(app, &ch, &encode_event(&Event::Message(wire))).await?;
-    Ok(Response::MessageSent(sent))
+    perms::fan_out(app, ch, &encode_event(&Event::Message(wire))).await?;
+    Ok(Some(sent))
 }
 
 pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
@@ -98,9 +124,7 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
     if limit == 0 || limit > HISTORY_MAX_LIMIT {
         return Err(err(ErrorCode::InvalidArgument, "limit must be 1-100"));
     }
-    if !app.hosts(&ch.id)
-        && let Some(link) = app.federation()
-    {
+    if !app.hosts(&ch.id) && app.federation().is_some() {
         // The host has everything, including what was sent before this server's users joined.
         let q = Query::History {
             channel: ch.id.clone(),
@@ -109,11 +133,11 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
             after: r.after,
             limit: Some(limit),
         };
-        match link.federation.query(&ch.id.host, q).await {
+        match remote::query(app, &ch.id.host, q).await {
             Ok(QueryResult::Messages(m)) => return Ok(Response::Messages(m)),
             Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a history query"),
             Err(e) => {
-                tracing::info!(host = %ch.id.host, error = %e, "history from the host failed; answering from the local copy")
+                tracing::info!(host = %ch.id.host, error = %e.message, code = %e.code, "history from the host failed; answering from the local copy")
             }
         }
     }
@@ -181,7 +205,7 @@ pub(crate) async fn edit_hosted(
         ciphertext: ciphertext.clone(),
         edited_at,
     };
-    if fed::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None)
         .await?
         .is_none()
     {
@@ -214,7 +238,7 @@ pub(crate) async fn delete_hosted(
         id,
         deleted_by: deleter.clone(),
     };
-    if fed::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None)
         .await?
         .is_none()
     {
@@ -241,7 +265,7 @@ pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
             id: r.id,
             ciphertext: r.ciphertext,
         });
-        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        remote::enqueue(app, vec![remote::item(&ch.id.host, &event)]).await?;
     }
     Ok(Response::Ok)
 }
@@ -257,7 +281,7 @@ pub(super) async fn delete(app: &App, me: &UserId, r: MessageRef) -> Handled {
             deleter: me.clone(),
             id: r.id,
         });
-        fed::enqueue(app, vec![fed::item(&ch.id.host, &event)]).await?;
+        remote::enqueue(app, vec![remote::item(&ch.id.host, &event)]).await?;
     }
     Ok(Response::Ok)
 }

@@ -1,8 +1,10 @@
 //! Domain logic: the protocol's rules (permissions, limits, registration policy, delivery) on
-//! top of storage, and the [`ClientHandler`] the WebSocket transport calls.
+//! top of storage and the outbox. The two edges call in: the client edge
+//! (`crate::client_edge`) and the federation edge (`crate::fed`).
 //!
-//! One file per area of the client protocol (spec `client/*.md`); this file holds the shared
-//! [`App`] state and the dispatch from a decoded [`Request`] to its handler.
+//! One file per area of the client protocol (spec `client/*.md`); [`remote`] is everything the
+//! domain asks of other servers; this file holds the shared [`App`] state and the dispatch from
+//! a decoded [`Request`] to its handler.
 
 mod channels;
 mod direct;
@@ -11,26 +13,30 @@ mod membership;
 mod messages;
 pub(crate) mod perms;
 mod presence;
+mod remote;
 mod roles;
 mod session;
 
 pub(crate) use channels::join_hosted;
 pub(crate) use keys::claim_local;
 pub(crate) use membership::{depart, member_list};
-pub(crate) use messages::{delete_hosted, edit_hosted, to_wire as messages_to_wire};
+pub(crate) use messages::{delete_hosted, edit_hosted, send_hosted, to_wire as messages_to_wire};
 pub(crate) use presence::relay_typing;
+pub(crate) use session::{authenticate, authenticated, disconnected};
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use mobium_client_api::server::{AuthRequest, ClientHandler, Connection, ConnectionLimiter};
-use mobium_spec::client::{Authed, ErrorBody, Request, Response};
+use mobium_client_api::server::ConnectionLimiter;
+use mobium_spec::client::{ErrorBody, Request, Response};
 use mobium_spec::{
     ErrorCode, Keypair, MessageId, MessageIdGenerator, PublicKey, ServerName, UserId,
 };
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+pub use crate::now_ms;
+use crate::outbox::Link;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{SharedStore, StoreError};
 
@@ -83,10 +89,10 @@ pub struct App {
     pub metrics: Metrics,
     /// Connection caps (shared with the transport).
     pub limiter: Arc<ConnectionLimiter>,
-    rate: RateLimiter,
+    pub(crate) rate: RateLimiter,
     ids: Mutex<MessageIdGenerator>,
     cache: perms::PermCache,
-    fed: std::sync::OnceLock<crate::fed::Link>,
+    fed: Option<Link>,
     channel_locks:
         Mutex<std::collections::HashMap<mobium_spec::ChannelId, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -99,6 +105,8 @@ impl App {
         keypair: Keypair,
         settings: DomainSettings,
         limiter: Arc<ConnectionLimiter>,
+        hub: Arc<Hub>,
+        link: Option<Link>,
     ) -> Arc<Self> {
         Arc::new(App {
             rate: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
@@ -106,12 +114,12 @@ impl App {
             server_name,
             keypair,
             settings,
-            hub: Arc::default(),
+            hub,
             metrics: Metrics::default(),
             limiter,
             ids: Mutex::new(MessageIdGenerator::new(0)),
             cache: perms::PermCache::default(),
-            fed: std::sync::OnceLock::new(),
+            fed: link,
             channel_locks: Mutex::default(),
         })
     }
@@ -155,16 +163,9 @@ impl App {
         lock.lock_owned().await
     }
 
-    /// The federation link, once started (`None` when federation is disabled).
-    pub fn federation(&self) -> Option<&crate::fed::Link> {
-        self.fed.get()
-    }
-
-    /// Installs the federation link (once, at start-up).
-    pub fn set_federation(&self, link: crate::fed::Link) {
-        if self.fed.set(link).is_err() {
-            tracing::warn!("federation link installed twice; keeping the first");
-        }
+    /// The federation link (`None` when federation is disabled).
+    pub fn federation(&self) -> Option<&Link> {
+        self.fed.as_ref()
     }
 
     /// The one size rule for ciphertext that reaches clients, whoever sent it (a client of this
@@ -209,14 +210,6 @@ impl App {
     }
 }
 
-/// Current Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Storage failures become protocol errors; internal causes are logged, never sent.
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
@@ -256,80 +249,50 @@ pub(crate) fn err(code: ErrorCode, message: &str) -> ErrorBody {
 /// Result of a request handler.
 pub(crate) type Handled = Result<Response, ErrorBody>;
 
-#[async_trait::async_trait]
-impl ClientHandler for App {
-    async fn authenticate(
-        &self,
-        conn: &Connection,
-        auth: AuthRequest,
-    ) -> Result<Authed, ErrorBody> {
-        session::authenticate(self, conn, auth).await
-    }
-
-    async fn authenticated(&self, conn: &Connection, user: &PublicKey) {
-        session::authenticated(self, conn, user).await;
-    }
-
-    async fn handle(&self, _conn: &Connection, user: &PublicKey, request: Request) -> Handled {
-        self.metrics
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(wait) = self.rate.check(user, Instant::now()) {
-            let mut e = err(ErrorCode::RateLimited, "too many requests");
-            e.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
-            return Err(e);
-        }
-        let me = self.local_user(user);
-        match request {
-            Request::Ping => Ok(Response::Pong),
-            Request::KeysUpload(r) => keys::upload(self, &me, r).await,
-            Request::KeysCount => keys::count(self, &me).await,
-            Request::KeysClaim(r) => keys::claim(self, &me, r).await,
-            Request::DirectSend(r) => direct::send(self, &me, r).await,
-            Request::DirectAck(r) => direct::ack(self, &me, r).await,
-            Request::ChannelCreate(r) => channels::create(self, &me, r).await,
-            Request::ChannelUpdate(r) => channels::update(self, &me, r).await,
-            Request::ChannelList => channels::list(self, &me).await,
-            Request::InviteCreate(r) => channels::invite_create(self, &me, r).await,
-            Request::InviteRevoke(r) => channels::invite_revoke(self, &me, r).await,
-            Request::InviteList(r) => channels::invite_list(self, &me, r).await,
-            Request::ChannelJoin(r) => channels::join(self, &me, r).await,
-            Request::ChannelLeave(r) => membership::leave(self, &me, r).await,
-            Request::ChannelKick(r) => membership::remove(self, &me, r, false).await,
-            Request::ChannelBan(r) => membership::remove(self, &me, r, true).await,
-            Request::ChannelUnban(r) => membership::unban(self, &me, r).await,
-            Request::ChannelMembers(r) => membership::members(self, &me, r).await,
-            Request::ChannelPermissions(r) => membership::permissions(self, &me, r).await,
-            Request::RoleCreate(r) => roles::create(self, &me, r).await,
-            Request::RoleUpdate(r) => roles::update(self, &me, r).await,
-            Request::RoleDelete(r) => roles::delete(self, &me, r).await,
-            Request::RoleList => roles::list(self).await,
-            Request::RoleGrant(r) => roles::grant(self, &me, r, true).await,
-            Request::RoleRevoke(r) => roles::grant(self, &me, r, false).await,
-            Request::OverrideSet(r) => roles::override_set(self, &me, r).await,
-            Request::OverrideClear(r) => roles::override_clear(self, &me, r).await,
-            Request::MessageSend(r) => messages::send(self, &me, r).await,
-            Request::History(r) => messages::history(self, &me, r).await,
-            Request::MessageEdit(r) => messages::edit(self, &me, r).await,
-            Request::MessageDelete(r) => messages::delete(self, &me, r).await,
-            Request::PresenceSet(r) => presence::set(self, &me, r).await,
-            Request::PresenceList => presence::list(self, &me).await,
-            Request::Typing(r) => presence::typing(self, &me, r).await,
-            Request::Auth(_) => Err(err(
-                ErrorCode::AlreadyAuthenticated,
-                "already authenticated",
-            )),
-            _ => Err(err(ErrorCode::UnknownOp, "unknown operation")),
-        }
-    }
-
-    async fn disconnected(&self, conn: &Connection, user: Option<&PublicKey>) {
-        if let Some(user) = user {
-            session::disconnected(self, conn, user).await;
-        }
-    }
-
-    fn record_error(&self, code: ErrorCode) {
-        self.metrics.error(code);
+/// Routes an authenticated request to the handler of its operation (one file per area of the
+/// client protocol). Rate limiting, metrics and the mapping of errors happen at the edge
+/// (`crate::client_edge`).
+pub(crate) async fn dispatch(app: &App, user: &PublicKey, request: Request) -> Handled {
+    let me = app.local_user(user);
+    match request {
+        Request::Ping => Ok(Response::Pong),
+        Request::KeysUpload(r) => keys::upload(app, &me, r).await,
+        Request::KeysCount => keys::count(app, &me).await,
+        Request::KeysClaim(r) => keys::claim(app, &me, r).await,
+        Request::DirectSend(r) => direct::send(app, &me, r).await,
+        Request::DirectAck(r) => direct::ack(app, &me, r).await,
+        Request::ChannelCreate(r) => channels::create(app, &me, r).await,
+        Request::ChannelUpdate(r) => channels::update(app, &me, r).await,
+        Request::ChannelList => channels::list(app, &me).await,
+        Request::InviteCreate(r) => channels::invite_create(app, &me, r).await,
+        Request::InviteRevoke(r) => channels::invite_revoke(app, &me, r).await,
+        Request::InviteList(r) => channels::invite_list(app, &me, r).await,
+        Request::ChannelJoin(r) => channels::join(app, &me, r).await,
+        Request::ChannelLeave(r) => membership::leave(app, &me, r).await,
+        Request::ChannelKick(r) => membership::remove(app, &me, r, false).await,
+        Request::ChannelBan(r) => membership::remove(app, &me, r, true).await,
+        Request::ChannelUnban(r) => membership::unban(app, &me, r).await,
+        Request::ChannelMembers(r) => membership::members(app, &me, r).await,
+        Request::ChannelPermissions(r) => membership::permissions(app, &me, r).await,
+        Request::RoleCreate(r) => roles::create(app, &me, r).await,
+        Request::RoleUpdate(r) => roles::update(app, &me, r).await,
+        Request::RoleDelete(r) => roles::delete(app, &me, r).await,
+        Request::RoleList => roles::list(app).await,
+        Request::RoleGrant(r) => roles::grant(app, &me, r, true).await,
+        Request::RoleRevoke(r) => roles::grant(app, &me, r, false).await,
+        Request::OverrideSet(r) => roles::override_set(app, &me, r).await,
+        Request::OverrideClear(r) => roles::override_clear(app, &me, r).await,
+        Request::MessageSend(r) => messages::send(app, &me, r).await,
+        Request::History(r) => messages::history(app, &me, r).await,
+        Request::MessageEdit(r) => messages::edit(app, &me, r).await,
+        Request::MessageDelete(r) => messages::delete(app, &me, r).await,
+        Request::PresenceSet(r) => presence::set(app, &me, r).await,
+        Request::PresenceList => presence::list(app, &me).await,
+        Request::Typing(r) => presence::typing(app, &me, r).await,
+        Request::Auth(_) => Err(err(
+            ErrorCode::AlreadyAuthenticated,
+            "already authenticated",
+        )),
+        _ => Err(err(ErrorCode::UnknownOp, "unknown operation")),
     }
 }

@@ -12,9 +12,9 @@ use mobium_spec::client::{
 use mobium_spec::permissions::Permissions;
 
 use mobium_spec::ServerName;
-use mobium_spec::federation::{Ephemeral, Transaction};
+use mobium_spec::federation::Ephemeral;
 
-use super::{App, Handled, perms};
+use super::{App, Handled, perms, remote};
 use crate::storage::ChannelRow;
 
 /// Users (local and remote) who share at least one channel with `user` (not including `user`).
@@ -51,7 +51,7 @@ pub(super) async fn broadcast(app: &App, user: &UserId, status: PresenceStatus) 
             servers.insert(u.server.clone());
         }
     }
-    send_ephemeral(
+    remote::ephemeral(
         app,
         servers,
         Ephemeral::Presence {
@@ -97,7 +97,7 @@ pub(super) async fn typing(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     if app.hosts(&ch.id) {
         relay_typing(app, &ch, me, None).await;
     } else {
-        send_ephemeral(
+        remote::ephemeral(
             app,
             [ch.id.host.clone()],
             Ephemeral::Typing {
@@ -116,11 +116,11 @@ pub(crate) async fn relay_typing(
     user: &UserId,
     skip: Option<&ServerName>,
 ) {
-    let Ok(servers) = crate::fed::member_servers(app, ch).await else {
+    let Ok(servers) = remote::member_servers(app, ch).await else {
         return;
     };
     let dests = servers.into_iter().filter(|s| Some(s) != skip);
-    send_ephemeral(
+    remote::ephemeral(
         app,
         dests,
         Ephemeral::Typing {
@@ -128,23 +128,4 @@ pub(crate) async fn relay_typing(
             user: user.clone(),
         },
     );
-}
-
-/// Sends an ephemeral event to each server, best effort, without waiting (never queued).
-fn send_ephemeral(app: &App, dests: impl IntoIterator<Item = ServerName>, event: Ephemeral) {
-    let Some(link) = app.federation() else {
-        return;
-    };
-    for dest in dests {
-        let federation = link.federation.clone();
-        let txn = Transaction {
-            events: Vec::new(),
-            ephemeral: vec![event.clone()],
-        };
-        tokio::spawn(async move {
-            if let Err(e) = federation.send_transaction(&dest, txn).await {
-                tracing::debug!(destination = %dest, error = %e, "ephemeral event not delivered");
-            }
-        });
-    }
 }

@@ -11,7 +11,7 @@ use super::{App, Policy, err, now_ms, presence};
 /// How many queued messages are read per batch while draining.
 const DRAIN_BATCH: u32 = 256;
 
-pub(super) async fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     conn: &Connection,
     auth: AuthRequest,
@@ -82,7 +82,7 @@ async fn invite_allows_registration(app: &App, invite: &str) -> Result<bool, Err
 
 /// Pushes every queued to-device message, oldest first, then every queued failure notice.
 /// Both stay queued until acked.
-pub(super) async fn authenticated(app: &App, conn: &Connection, user: &PublicKey) {
+pub(crate) async fn authenticated(app: &App, conn: &Connection, user: &PublicKey) {
     let me = app.local_user(user);
     if drain_direct(app, conn, &me).await {
         drain_failures(app, conn, &me).await;
@@ -137,7 +137,7 @@ async fn drain_failures(app: &App, conn: &Connection, me: &UserId) {
         let n = batch.len();
         for row in batch {
             after = Some(row.id);
-            let ev = Event::DirectFailed(crate::fed::outbox::failed_event(&row));
+            let ev = Event::DirectFailed(crate::outbox::failed_event(&row));
             if !conn.push_event(ev) {
                 return;
             }
@@ -148,7 +148,7 @@ async fn drain_failures(app: &App, conn: &Connection, me: &UserId) {
     }
 }
 
-pub(super) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey) {
+pub(crate) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey) {
     if app.hub.unregister(user, conn.id()) {
         app.rate.forget(user);
         let me = app.local_user(user);

@@ -10,7 +10,7 @@ use mobium_spec::client::{
 use mobium_spec::federation::{HostedBody, HostedEvent};
 use mobium_spec::{ErrorCode, ServerName};
 
-use super::inbound::Outcome;
+use super::Outcome;
 use crate::domain::{App, err, now_ms, perms};
 use crate::storage::{MessageRow, StoreError};
 

@@ -9,39 +9,18 @@ use mobium_spec::client::{
 };
 use mobium_spec::federation::{
     Ack, ChannelDelete, ChannelEdit, ChannelLeave, ChannelSend, Ephemeral, FedDirect, FedEvent,
-    HostedBody, Query, QueryResult, Rejected, Transaction,
+    Query, QueryResult, Rejected, Transaction,
 };
-use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, ServerName};
 
-use super::{host_commit, hosted, queries};
-use crate::domain::{App, err, messages_to_wire, now_ms, perms};
-use crate::storage::{DirectRow, HostedChange, MessageRow, StoreError};
+use super::{Outcome, hosted, queries};
+use crate::domain::{App, err, now_ms, perms};
+use crate::storage::{DirectRow, StoreError};
 
 /// How long a peer should wait before resending events deferred because the recipient's queue
 /// is full: short while the recipient is online (it is draining), longer while it is not.
 const QUEUE_FULL_RETRY_ONLINE_MS: u64 = 250;
 const QUEUE_FULL_RETRY_OFFLINE_MS: u64 = 2_000;
-
-/// An event's outcome: applied (or already applied), refused for good, not applied *now*
-/// (backpressure: the peer keeps it and resends it later), or "try the whole transaction again
-/// later".
-pub(super) enum Outcome {
-    Done,
-    Refused(ErrorBody),
-    Deferred(ErrorBody),
-    Retry(ErrorBody),
-}
-
-impl From<ErrorBody> for Outcome {
-    fn from(e: ErrorBody) -> Self {
-        match e.code {
-            ErrorCode::Internal | ErrorCode::ShuttingDown => Outcome::Retry(e),
-            ErrorCode::QueueFull | ErrorCode::RateLimited => Outcome::Deferred(e),
-            _ => Outcome::Refused(e),
-        }
-    }
-}
 
 #[async_trait::async_trait]
 impl FederationHandler for App {
@@ -286,40 +265,17 @@ async fn hosted_channel(
 
 async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), ErrorBody> {
     from_origin(origin, &s.sender)?;
-    app.check_message(&s.ciphertext)?;
     let ch = hosted_channel(app, &s.channel).await?;
-    // Authorized under the lock, like a local send (see `domain::messages::send`).
-    let _order = app.channel_lock(&ch.id).await;
-    perms::require(app, &ch, &s.sender, Permissions::SEND).await?;
-    let row = MessageRow {
-        channel: ch.id.clone(),
-        id: app.next_id(),
-        sender: s.sender,
-        ciphertext: s.ciphertext,
-        sent_at: now_ms(),
-        edited_at: None,
-        reply_to: s.reply_to,
-        origin_id: Some(s.origin_id),
-    };
-    let wire = messages_to_wire(row.clone());
-    match host_commit(
+    crate::domain::send_hosted(
         app,
         &ch,
-        HostedChange::Message(row),
-        HostedBody::Message(wire.clone()),
-        None,
+        &s.sender,
+        s.ciphertext,
+        s.reply_to,
+        Some(s.origin_id),
     )
     .await
-    {
-        Ok(_) => {}
-        // A retried delivery of a send we already stored.
-        Err(e) if e.code == ErrorCode::Conflict => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    app.metrics
-        .channel_messages
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    perms::fan_out(app, &ch, &encode_event(&Event::Message(wire))).await
+    .map(|_| ())
 }
 
 async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), ErrorBody> {
@@ -395,11 +351,5 @@ async fn ephemeral(app: &App, origin: &ServerName, e: Ephemeral) {
             }
         }
         _ => {}
-    }
-}
-
-impl From<StoreError> for Outcome {
-    fn from(e: StoreError) -> Self {
-        Outcome::from(ErrorBody::from(e))
     }
 }

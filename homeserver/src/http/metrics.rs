@@ -21,7 +21,7 @@ pub(super) async fn metrics(State(s): State<HttpState>) -> Response {
 }
 
 /// Federation counters and the outbox backlog per destination.
-async fn federation_metrics(app: &App, link: &crate::fed::Link, out: &mut String) {
+async fn federation_metrics(app: &App, link: &crate::outbox::Link, out: &mut String) {
     use std::fmt::Write;
     let st = link.federation.stats();
     let _ = writeln!(

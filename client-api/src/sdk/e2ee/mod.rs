@@ -16,6 +16,7 @@ mod messenger;
 pub mod olm;
 pub mod payload;
 mod process;
+mod shared;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -24,8 +25,9 @@ pub use account::{AccountSigner, UserAccount};
 pub use events::{
     ClientEvent, DecryptedMessage, Decryption, DecryptionFailure, DirectText, MetadataDecryption,
 };
-pub use messenger::{Messenger, MessengerEvents, now_ms};
+pub use messenger::{Messenger, MessengerEvents};
 pub use payload::{ChannelMeta, Content};
+pub use shared::now_ms;
 pub use state::CryptoState;
 
 use super::SdkError;

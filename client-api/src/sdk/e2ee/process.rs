@@ -11,8 +11,8 @@ use mobium_spec::{ErrorCode, MessageId};
 use tokio::sync::{mpsc, watch};
 
 use super::events::{ClientEvent, Decryption, DirectText};
-use super::messenger::{Shared, now_ms};
 use super::payload::{self, Content, ToDevicePayload};
+use super::shared::{Shared, now_ms};
 use super::state::{CryptoState, hex_lower};
 use crate::sdk::{Notice, Notices, SdkError};
 

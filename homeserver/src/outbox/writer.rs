@@ -8,7 +8,7 @@ use mobium_spec::ErrorCode;
 use mobium_spec::client::ErrorBody;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::now_ms;
+use crate::now_ms;
 use crate::storage::{OutboxItem, SharedStore};
 
 /// Most requests folded into one transaction.

@@ -224,7 +224,8 @@ impl Outbox {
         let mut backoff = BACKOFF_START;
         let mut holds = Holds::default();
         loop {
-            if *shutdown.borrow() {
+            // Stop on shutdown, and when the server that started us is gone without one.
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
             }
             match self.deliver_batch(&dest, &mut holds).await {
@@ -401,7 +402,7 @@ impl Outbox {
             recipient: to.clone(),
             code: error.code,
             message: error.message.clone(),
-            expires_at: crate::domain::now_ms().saturating_add(ttl),
+            expires_at: crate::now_ms().saturating_add(ttl),
         })
     }
 
@@ -415,7 +416,7 @@ impl Outbox {
 }
 
 /// The client event for a queued failure notice.
-pub(crate) fn failed_event(f: &DirectFailureRow) -> DirectFailed {
+pub fn failed_event(f: &DirectFailureRow) -> DirectFailed {
     DirectFailed {
         id: f.id,
         to: f.recipient.clone(),

@@ -1,0 +1,142 @@
+//! What the domain asks of other servers (spec `federation.md`): durable events queued in the
+//! outbox (to-device messages, channel operations for a host, a host's ordered events for its
+//! member servers), and the direct requests that need an answer now (queries) or none at all
+//! (ephemeral presence and typing). Every other domain file reaches other servers through here.
+
+use std::collections::BTreeSet;
+
+use mobium_spec::client::ErrorBody;
+use mobium_spec::federation::{
+    Ephemeral, FedEvent, HostedBody, HostedEvent, Query, QueryResult, Transaction,
+};
+use mobium_spec::{ErrorCode, ServerName, encoding};
+
+use super::{App, err, now_ms};
+use crate::outbox::Link;
+use crate::storage::{ChannelRow, HostedChange, OutboxItem};
+
+/// The federation link, or the error a client gets when federation is off.
+pub(super) fn link(app: &App) -> Result<&Link, ErrorBody> {
+    app.federation().ok_or_else(|| {
+        err(
+            ErrorCode::FederationUnavailable,
+            "federation is disabled on this server",
+        )
+    })
+}
+
+/// Encodes one durable event for `destination`.
+pub(super) fn item(destination: &ServerName, event: &FedEvent) -> OutboxItem {
+    OutboxItem {
+        destination: destination.clone(),
+        event: encoding::encode(event),
+    }
+}
+
+/// Queues durable events and wakes their workers.
+pub(super) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), ErrorBody> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let link = link(app)?;
+    let dests: Vec<ServerName> = items.iter().map(|i| i.destination.clone()).collect();
+    let start = std::time::Instant::now();
+    link.writer.push(items).await?;
+    app.metrics.db_latency(start.elapsed());
+    for d in &dests {
+        link.outbox.wake(d);
+    }
+    Ok(())
+}
+
+/// Servers other than this one with members in the channel.
+pub(super) async fn member_servers(
+    app: &App,
+    ch: &ChannelRow,
+) -> Result<BTreeSet<ServerName>, ErrorBody> {
+    Ok(app
+        .store
+        .members(&ch.id)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u.server)
+        .filter(|s| *s != app.server_name)
+        .collect())
+}
+
+/// On the host: applies `change` and, in the same transaction, queues `body` as a hosted event
+/// for every member server (plus `also`, e.g. a joining user's server). Returns the hosted
+/// event's `seq`, or `None` when the change did nothing (and nothing was queued).
+pub(super) async fn host_commit(
+    app: &App,
+    ch: &ChannelRow,
+    change: HostedChange,
+    body: HostedBody,
+    also: Option<&ServerName>,
+) -> Result<Option<u64>, ErrorBody> {
+    let mut dests = member_servers(app, ch).await?;
+    if let Some(s) = also
+        && *s != app.server_name
+    {
+        dests.insert(s.clone());
+    }
+    if !dests.is_empty() && app.federation().is_none() {
+        tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
+    }
+    let seq = app.next_id().get();
+    let items: Vec<OutboxItem> = if app.federation().is_some() {
+        let event = FedEvent::Hosted(HostedEvent {
+            channel: ch.id.clone(),
+            seq,
+            body,
+        });
+        dests.iter().map(|d| item(d, &event)).collect()
+    } else {
+        Vec::new()
+    };
+    let done = app
+        .timed(app.store.commit_hosted(&change, &items, now_ms()))
+        .await?;
+    if !done {
+        return Ok(None);
+    }
+    if let Some(link) = app.federation() {
+        for d in &dests {
+            link.outbox.wake(d);
+        }
+    }
+    Ok(Some(seq))
+}
+
+/// Asks `destination` a question and waits for its verified answer: `federation_unavailable`
+/// when federation is off or the server cannot be reached, the peer's own refusal otherwise.
+pub(super) async fn query(
+    app: &App,
+    destination: &ServerName,
+    query: Query,
+) -> Result<QueryResult, ErrorBody> {
+    link(app)?
+        .federation
+        .query(destination, query)
+        .await
+        .map_err(super::fed_error)
+}
+
+/// Sends an ephemeral event to each server, best effort, without waiting (never queued).
+pub(super) fn ephemeral(app: &App, dests: impl IntoIterator<Item = ServerName>, event: Ephemeral) {
+    let Some(link) = app.federation() else {
+        return;
+    };
+    for dest in dests {
+        let federation = link.federation.clone();
+        let txn = Transaction {
+            events: Vec::new(),
+            ephemeral: vec![event.clone()],
+        };
+        tokio::spawn(async move {
+            if let Err(e) = federation.send_transaction(&dest, txn).await {
+                tracing::debug!(destination = %dest, error = %e, "ephemeral event not delivered");
+            }
+        });
+    }
+}
