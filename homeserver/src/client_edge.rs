@@ -1,6 +1,7 @@
 //! The client edge: the [`ClientHandler`] the WebSocket transport (`mobium-client-api`) calls
 //! for each authenticated connection. It counts requests, applies the per-user rate limit and
-//! hands the request to the domain ([`domain::dispatch`]); the domain's answer goes back as is.
+//! hands the request to the domain ([`domain::dispatch`]). The domain's [`DomainError`] becomes
+//! the wire error here (its internal causes logged once, in the connection's span).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use mobium_client_api::server::{AuthRequest, ClientHandler, Connection};
 use mobium_spec::client::{Authed, ErrorBody, Request, Response};
 use mobium_spec::{ErrorCode, PublicKey};
 
-use crate::domain::{self, App};
+use crate::domain::{self, App, DomainError};
 
 #[async_trait::async_trait]
 impl ClientHandler for App {
@@ -19,7 +20,9 @@ impl ClientHandler for App {
         conn: &Connection,
         auth: AuthRequest,
     ) -> Result<Authed, ErrorBody> {
-        domain::authenticate(self, conn, auth).await
+        domain::authenticate(self, conn, auth)
+            .await
+            .map_err(DomainError::into_wire)
     }
 
     /// After `authed` was sent: the queued to-device messages and failure notices.
@@ -40,7 +43,9 @@ impl ClientHandler for App {
             e.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
             return Err(e);
         }
-        domain::dispatch(self, user, request).await
+        domain::dispatch(self, user, request)
+            .await
+            .map_err(DomainError::into_wire)
     }
 
     /// The connection closed: presence on the last one, the rate limiter forgets the user.

@@ -5,21 +5,23 @@
 use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
     ChannelCreate, ChannelCreated, ChannelInfo, ChannelJoin, ChannelRef, ChannelUpdate, Channels,
-    ErrorBody, Event, InviteCreate, InviteInfo, InviteRevoke, Invites, MAX_METADATA_BYTES,
-    MemberEvent, Response,
+    Event, InviteCreate, InviteInfo, InviteRevoke, Invites, MAX_METADATA_BYTES, MemberEvent,
+    Response,
 };
 use mobium_spec::federation::{HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ChannelId, ErrorCode, ServerName, UserId};
 
+use super::DomainError;
 use super::remote;
 use super::{App, Handled, err, now_ms, perms};
 use crate::storage::{ChannelRow, HostedChange, InviteRow, InviteUse};
 
 /// Invite codes: 16 random bytes as 22 characters of unpadded base64url.
-fn new_invite_code() -> Result<String, ErrorBody> {
+fn new_invite_code() -> Result<String, DomainError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|_| err(ErrorCode::Internal, "internal error"))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|_| err::<DomainError>(ErrorCode::Internal, "internal error"))?;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bits: u32 = 0;
     let mut nbits = 0;
@@ -38,7 +40,7 @@ fn new_invite_code() -> Result<String, ErrorBody> {
     Ok(out)
 }
 
-async fn info(app: &App, ch: &ChannelRow) -> Result<ChannelInfo, ErrorBody> {
+async fn info(app: &App, ch: &ChannelRow) -> Result<ChannelInfo, DomainError> {
     Ok(ChannelInfo {
         channel: ch.id.clone(),
         metadata: ch.metadata.clone(),
@@ -53,7 +55,7 @@ pub(super) async fn create(app: &App, me: &UserId, r: ChannelCreate) -> Handled 
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
     }
     let id = ChannelId::new(app.next_id().get(), app.server_name.clone())
-        .map_err(|_| err(ErrorCode::Internal, "internal error"))?;
+        .map_err(|_| err::<DomainError>(ErrorCode::Internal, "internal error"))?;
     let row = ChannelRow {
         id: id.clone(),
         owner: me.clone(),
@@ -146,7 +148,7 @@ pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Ha
         .invite_get(&r.code)
         .await?
         .filter(|row| !row.revoked)
-        .ok_or_else(|| err(ErrorCode::InviteInvalid, "no such invite"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::InviteInvalid, "no such invite"))?;
     if row.created_by != *me {
         let ch = perms::channel(app, &row.channel).await?;
         perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
@@ -225,12 +227,12 @@ pub(crate) async fn join_hosted(
     app: &App,
     user: &UserId,
     code: &str,
-) -> Result<(ChannelInfo, u64), ErrorBody> {
+) -> Result<(ChannelInfo, u64), DomainError> {
     let invite = app
         .store
         .invite_get(code)
         .await?
-        .ok_or_else(|| err(ErrorCode::InviteInvalid, "no such invite"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::InviteInvalid, "no such invite"))?;
     let ch = perms::channel(app, &invite.channel).await?;
     let _order = app.channel_lock(&ch.id).await;
     if app.store.is_banned(&ch.id, user).await? {
@@ -258,7 +260,7 @@ pub(crate) async fn join_hosted(
     let body = HostedBody::MemberJoined { user: user.clone() };
     let seq = remote::host_commit(app, &ch, change, body, Some(&user.server))
         .await?
-        .ok_or_else(|| err(ErrorCode::Conflict, "already a member"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::Conflict, "already a member"))?;
     app.cache.clear();
     let frame = encode_event(&Event::MemberJoined(MemberEvent {
         channel: ch.id.clone(),
@@ -269,7 +271,7 @@ pub(crate) async fn join_hosted(
 }
 
 /// Managing a channel (invites, kicks, bans, overrides, metadata) happens on its host.
-pub(super) fn require_hosted(app: &App, ch: &ChannelRow) -> Result<(), ErrorBody> {
+pub(super) fn require_hosted(app: &App, ch: &ChannelRow) -> Result<(), DomainError> {
     if !app.hosts(&ch.id) {
         return Err(err(
             ErrorCode::Forbidden,

@@ -1,16 +1,17 @@
 //! Prekeys (spec `client/keys.md`): upload with signature checks, count, claim, `keys_low`.
 
 use mobium_spec::client::{
-    ErrorBody, Event, KEYS_LOW_THRESHOLD, KeyBundle, KeysClaim, KeysUpload, MAX_KEYS_PER_UPLOAD,
+    Event, KEYS_LOW_THRESHOLD, KeyBundle, KeysClaim, KeysUpload, MAX_KEYS_PER_UPLOAD,
     MAX_SHORT_TEXT, Prekey, PrekeyKind, Response,
 };
 use mobium_spec::{ErrorCode, UserId};
 
 use mobium_spec::federation::{Query, QueryResult};
 
+use super::DomainError;
 use super::{App, Handled, err, remote};
 
-fn check(owner: &UserId, kind: PrekeyKind, key: &Prekey) -> Result<(), ErrorBody> {
+fn check(owner: &UserId, kind: PrekeyKind, key: &Prekey) -> Result<(), DomainError> {
     if key.key.len() != 32 {
         return Err(err(ErrorCode::InvalidArgument, "a prekey is 32 bytes"));
     }
@@ -83,12 +84,10 @@ pub(super) async fn claim(app: &App, me: &UserId, r: KeysClaim) -> Handled {
 }
 
 /// Claims a bundle of a user of this server (for a local client or a federation query).
-pub(crate) async fn claim_local(app: &App, user: &UserId) -> Result<KeyBundle, ErrorBody> {
-    let claimed = app
-        .store
-        .keys_claim(&user.key)
-        .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "this user has published no keys"))?;
+pub(crate) async fn claim_local(app: &App, user: &UserId) -> Result<KeyBundle, DomainError> {
+    let claimed = app.store.keys_claim(&user.key).await?.ok_or_else(|| {
+        err::<DomainError>(ErrorCode::NotFound, "this user has published no keys")
+    })?;
     if claimed.one_time.is_none() && claimed.fallback.is_none() {
         return Err(err(ErrorCode::NoKeys, "no one-time or fallback key left"));
     }

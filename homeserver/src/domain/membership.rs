@@ -4,13 +4,14 @@
 
 use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
-    ChannelRef, EffectivePermissions, ErrorBody, Event, LeaveReason, Member, MemberLeft, MemberRef,
-    Members, Response,
+    ChannelRef, EffectivePermissions, Event, LeaveReason, Member, MemberLeft, MemberRef, Members,
+    Response,
 };
 use mobium_spec::federation::{ChannelLeave, FedEvent, HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, UserId};
 
+use super::DomainError;
 use super::channels::require_hosted;
 use super::remote;
 use super::{App, Handled, err, now_ms, perms};
@@ -23,7 +24,7 @@ pub(crate) async fn depart(
     ch: &ChannelRow,
     user: &UserId,
     reason: LeaveReason,
-) -> Result<(), ErrorBody> {
+) -> Result<(), DomainError> {
     let _order = app.channel_lock(&ch.id).await;
     let viewers_before = perms::viewers(app, ch).await?;
     let change = HostedChange::MemberRemove {
@@ -104,7 +105,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
         match depart(app, &ch, &r.user, LeaveReason::Banned).await {
             // Banning someone who already left is fine: the ban stands.
             Ok(()) => {}
-            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) if e.code() == ErrorCode::NotFound => {}
             Err(e) => return Err(e),
         }
     } else {
@@ -137,7 +138,7 @@ pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
             Ok(QueryResult::Members(m)) => return Ok(Response::Members(m)),
             Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a members query"),
             Err(e) => {
-                tracing::info!(host = %ch.id.host, error = %e.message, code = %e.code, "members from the host failed; answering from the local copy")
+                tracing::info!(host = %ch.id.host, error = %e, "members from the host failed; answering from the local copy")
             }
         }
     }
@@ -145,7 +146,7 @@ pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
 }
 
 /// The channel's members as this server knows them.
-pub(crate) async fn member_list(app: &App, ch: &ChannelRow) -> Result<Members, ErrorBody> {
+pub(crate) async fn member_list(app: &App, ch: &ChannelRow) -> Result<Members, DomainError> {
     let mut members = Vec::new();
     for (user, joined_at) in app.store.members(&ch.id).await? {
         let roles = app

@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering;
 
 use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
-    ChannelMessage, ErrorBody, Event, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History,
-    MessageDeleted, MessageEdit, MessageEdited, MessageRef, MessageSend, MessageSent, Messages,
-    Response,
+    ChannelMessage, Event, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History, MessageDeleted,
+    MessageEdit, MessageEdited, MessageRef, MessageSend, MessageSent, Messages, Response,
 };
 use mobium_spec::federation::{
     ChannelDelete, ChannelEdit, ChannelSend, FedEvent, HostedBody, Query, QueryResult,
@@ -17,6 +16,7 @@ use mobium_spec::federation::{
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, MessageId, UserId};
 
+use super::DomainError;
 use super::remote;
 use super::{App, Handled, err, now_ms, perms};
 use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow};
@@ -61,7 +61,7 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
     let sent = send_hosted(app, &ch, me, r.ciphertext, r.reply_to, None)
         .await?
-        .ok_or_else(|| err(ErrorCode::Internal, "internal error"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::Internal, "internal error"))?;
     Ok(Response::MessageSent(sent))
 }
 
@@ -78,7 +78,7 @@ pub(crate) async fn send_hosted(
     ciphertext: Vec<u8>,
     reply_to: Option<MessageId>,
     origin_id: Option<MessageId>,
-) -> Result<Option<MessageSent>, ErrorBody> {
+) -> Result<Option<MessageSent>, DomainError> {
     app.check_message(&ciphertext)?;
     let _order = app.channel_lock(&ch.id).await;
     perms::require(app, ch, sender, Permissions::SEND).await?;
@@ -109,7 +109,7 @@ pub(crate) async fn send_hosted(
     {
         Ok(_) => {}
         // A member server's retried delivery of a send stored before.
-        Err(e) if e.code == ErrorCode::Conflict && origin_id.is_some() => return Ok(None),
+        Err(e) if e.code() == ErrorCode::Conflict && origin_id.is_some() => return Ok(None),
         Err(e) => return Err(e),
     }
     app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
@@ -137,7 +137,7 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
             Ok(QueryResult::Messages(m)) => return Ok(Response::Messages(m)),
             Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a history query"),
             Err(e) => {
-                tracing::info!(host = %ch.id.host, error = %e.message, code = %e.code, "history from the host failed; answering from the local copy")
+                tracing::info!(host = %ch.id.host, error = %e, "history from the host failed; answering from the local copy")
             }
         }
     }
@@ -165,13 +165,13 @@ async fn may_change(
     ch: &ChannelRow,
     who: &UserId,
     id: MessageId,
-) -> Result<(), ErrorBody> {
+) -> Result<(), DomainError> {
     let p = perms::require(app, ch, who, Permissions::VIEW).await?;
     let msg = app
         .store
         .message_get(&ch.id, id)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such message"))?;
     if msg.sender != *who && !p.contains(Permissions::MANAGE_MESSAGES) {
         return Err(err(
             ErrorCode::Forbidden,
@@ -188,7 +188,7 @@ pub(crate) async fn edit_hosted(
     editor: &UserId,
     id: MessageId,
     ciphertext: Vec<u8>,
-) -> Result<(), ErrorBody> {
+) -> Result<(), DomainError> {
     app.check_message(&ciphertext)?;
     let _order = app.channel_lock(&ch.id).await;
     may_change(app, ch, editor, id).await?;
@@ -227,7 +227,7 @@ pub(crate) async fn delete_hosted(
     ch: &ChannelRow,
     deleter: &UserId,
     id: MessageId,
-) -> Result<(), ErrorBody> {
+) -> Result<(), DomainError> {
     let _order = app.channel_lock(&ch.id).await;
     may_change(app, ch, deleter, id).await?;
     let change = HostedChange::Delete {

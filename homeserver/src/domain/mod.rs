@@ -8,6 +8,7 @@
 
 mod channels;
 mod direct;
+mod error;
 mod keys;
 mod membership;
 mod messages;
@@ -39,6 +40,7 @@ pub use crate::now_ms;
 use crate::outbox::Link;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{SharedStore, StoreError};
+pub use error::DomainError;
 
 /// Who may register (`SC_REGISTRATION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +173,7 @@ impl App {
     /// The one size rule for ciphertext that reaches clients, whoever sent it (a client of this
     /// server or another server): it must fit, with [`EVENT_OVERHEAD`], in one client frame, or
     /// no client could ever receive it.
-    pub(crate) fn check_size(&self, ciphertext: &[u8]) -> Result<(), ErrorBody> {
+    pub(crate) fn check_size(&self, ciphertext: &[u8]) -> Result<(), DomainError> {
         let limit = self
             .settings
             .max_message_size
@@ -186,7 +188,7 @@ impl App {
     }
 
     /// [`check_size`](Self::check_size), and not empty: the rule for channel messages and edits.
-    pub(crate) fn check_message(&self, ciphertext: &[u8]) -> Result<(), ErrorBody> {
+    pub(crate) fn check_message(&self, ciphertext: &[u8]) -> Result<(), DomainError> {
         if ciphertext.is_empty() {
             return Err(err(ErrorCode::InvalidArgument, "empty ciphertext"));
         }
@@ -210,44 +212,21 @@ impl App {
     }
 }
 
-/// Storage failures become protocol errors; internal causes are logged, never sent.
+/// Storage failures as a wire error, for the edges that hand one on directly.
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(what) => ErrorBody::new(ErrorCode::Conflict, what),
-            StoreError::QueueFull => ErrorBody::new(
-                ErrorCode::QueueFull,
-                "the recipient's offline queue is full",
-            ),
-            other => {
-                tracing::error!(error = %other, "storage failure");
-                ErrorBody::new(ErrorCode::Internal, "internal error")
-            }
-        }
+        DomainError::from(e).into_wire()
     }
 }
 
-/// A federation failure as the client sees it.
-pub(crate) fn fed_error(e: mobium_federation::FedError) -> ErrorBody {
-    match e {
-        mobium_federation::FedError::Rejected(body) => body,
-        other => {
-            tracing::info!(error = %other, "federation request failed");
-            ErrorBody::new(
-                ErrorCode::FederationUnavailable,
-                "the other server could not be reached",
-            )
-        }
-    }
-}
-
-/// Shorthand for a protocol error.
-pub(crate) fn err(code: ErrorCode, message: &str) -> ErrorBody {
-    ErrorBody::new(code, message)
+/// Shorthand for a protocol error: a wire [`ErrorBody`], or (where the context asks for one) a
+/// [`DomainError`] classified by its code.
+pub(crate) fn err<E: From<ErrorBody>>(code: ErrorCode, message: &str) -> E {
+    E::from(ErrorBody::new(code, message))
 }
 
 /// Result of a request handler.
-pub(crate) type Handled = Result<Response, ErrorBody>;
+pub(crate) type Handled = Result<Response, DomainError>;
 
 /// Routes an authenticated request to the handler of its operation (one file per area of the
 /// client protocol). Rate limiting, metrics and the mapping of errors happen at the edge

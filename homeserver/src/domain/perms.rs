@@ -14,6 +14,7 @@ use mobium_spec::client::{EVERYONE_ROLE, ErrorBody};
 use mobium_spec::permissions::{Override, PermissionInputs, Permissions};
 use mobium_spec::{ChannelId, ErrorCode, UserId};
 
+use super::DomainError;
 use super::{App, err};
 use crate::storage::{ChannelRow, OverrideTargetRow};
 
@@ -61,7 +62,7 @@ impl PermCache {
 }
 
 /// A channel hosted here, or `not_found`.
-pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>, ErrorBody> {
+pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>, DomainError> {
     if let Some(c) = app.cache.lock().channels.get(id) {
         return Ok(c.clone());
     }
@@ -71,7 +72,7 @@ pub(crate) async fn channel(app: &App, id: &ChannelId) -> Result<Arc<ChannelRow>
         .store
         .channel_get(id)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such channel"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such channel"))?;
     let row = Arc::new(row);
     app.cache.insert_if_current(generation, |c| {
         c.channels.insert(id.clone(), row.clone());
@@ -84,7 +85,7 @@ pub(crate) async fn of(
     app: &App,
     ch: &ChannelRow,
     user: &UserId,
-) -> Result<Option<Permissions>, ErrorBody> {
+) -> Result<Option<Permissions>, DomainError> {
     let key = (ch.id.clone(), user.clone());
     if let Some(p) = app.cache.lock().perms.get(&key) {
         return Ok(*p);
@@ -101,7 +102,7 @@ async fn compute(
     app: &App,
     ch: &ChannelRow,
     user: &UserId,
-) -> Result<Option<Permissions>, ErrorBody> {
+) -> Result<Option<Permissions>, DomainError> {
     if app.store.member_joined_at(&ch.id, user).await?.is_none() {
         return Ok(None);
     }
@@ -149,10 +150,10 @@ pub(crate) async fn require(
     ch: &ChannelRow,
     user: &UserId,
     needed: Permissions,
-) -> Result<Permissions, ErrorBody> {
+) -> Result<Permissions, DomainError> {
     let p = of(app, ch, user)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such channel"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such channel"))?;
     if !p.contains(Permissions::VIEW) {
         return Err(err(ErrorCode::NotFound, "no such channel"));
     }
@@ -185,7 +186,7 @@ pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId
 }
 
 /// Server-wide bits of a user (everyone ∪ roles), for role management.
-pub(crate) async fn server_wide(app: &App, user: &UserId) -> Result<Permissions, ErrorBody> {
+pub(crate) async fn server_wide(app: &App, user: &UserId) -> Result<Permissions, DomainError> {
     let everyone = app
         .store
         .role_get(EVERYONE_ROLE)
@@ -209,7 +210,7 @@ pub(crate) async fn fan_out(
     app: &App,
     ch: &ChannelRow,
     frame: &mobium_client_api::server::Outbound,
-) -> Result<(), ErrorBody> {
+) -> Result<(), DomainError> {
     for user in viewers(app, ch).await?.iter() {
         if app.is_local(user) {
             app.hub.push(&user.key, frame);

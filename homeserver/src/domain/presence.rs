@@ -6,19 +6,19 @@ use std::collections::BTreeSet;
 use mobium_client_api::server::encode_event;
 use mobium_spec::UserId;
 use mobium_spec::client::{
-    ChannelRef, ErrorBody, Event, PresenceEntry, PresenceSet, PresenceStatus, Presences, Response,
-    TypingEvent,
+    ChannelRef, Event, PresenceEntry, PresenceSet, PresenceStatus, Presences, Response, TypingEvent,
 };
 use mobium_spec::permissions::Permissions;
 
 use mobium_spec::ServerName;
 use mobium_spec::federation::Ephemeral;
 
+use super::DomainError;
 use super::{App, Handled, perms, remote};
 use crate::storage::ChannelRow;
 
 /// Users (local and remote) who share at least one channel with `user` (not including `user`).
-async fn co_members(app: &App, user: &UserId) -> Result<BTreeSet<UserId>, ErrorBody> {
+async fn co_members(app: &App, user: &UserId) -> Result<BTreeSet<UserId>, DomainError> {
     let mut out = BTreeSet::new();
     for ch in app.store.channels_of(user).await? {
         for u in perms::viewers(app, &ch).await?.iter() {
@@ -35,7 +35,7 @@ pub(super) async fn broadcast(app: &App, user: &UserId, status: PresenceStatus) 
     let others = match co_members(app, user).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(code = %e.code, "presence broadcast skipped");
+            tracing::warn!(error = %e, "presence broadcast skipped");
             return;
         }
     };

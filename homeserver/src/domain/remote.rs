@@ -5,18 +5,18 @@
 
 use std::collections::BTreeSet;
 
-use mobium_spec::client::ErrorBody;
 use mobium_spec::federation::{
     Ephemeral, FedEvent, HostedBody, HostedEvent, Query, QueryResult, Transaction,
 };
 use mobium_spec::{ErrorCode, ServerName, encoding};
 
+use super::DomainError;
 use super::{App, err, now_ms};
 use crate::outbox::Link;
 use crate::storage::{ChannelRow, HostedChange, OutboxItem};
 
 /// The federation link, or the error a client gets when federation is off.
-pub(super) fn link(app: &App) -> Result<&Link, ErrorBody> {
+pub(super) fn link(app: &App) -> Result<&Link, DomainError> {
     app.federation().ok_or_else(|| {
         err(
             ErrorCode::FederationUnavailable,
@@ -34,7 +34,7 @@ pub(super) fn item(destination: &ServerName, event: &FedEvent) -> OutboxItem {
 }
 
 /// Queues durable events and wakes their workers.
-pub(super) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), ErrorBody> {
+pub(super) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), DomainError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -53,7 +53,7 @@ pub(super) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), Err
 pub(super) async fn member_servers(
     app: &App,
     ch: &ChannelRow,
-) -> Result<BTreeSet<ServerName>, ErrorBody> {
+) -> Result<BTreeSet<ServerName>, DomainError> {
     Ok(app
         .store
         .members(&ch.id)
@@ -73,7 +73,7 @@ pub(super) async fn host_commit(
     change: HostedChange,
     body: HostedBody,
     also: Option<&ServerName>,
-) -> Result<Option<u64>, ErrorBody> {
+) -> Result<Option<u64>, DomainError> {
     let mut dests = member_servers(app, ch).await?;
     if let Some(s) = also
         && *s != app.server_name
@@ -114,12 +114,12 @@ pub(super) async fn query(
     app: &App,
     destination: &ServerName,
     query: Query,
-) -> Result<QueryResult, ErrorBody> {
+) -> Result<QueryResult, DomainError> {
     link(app)?
         .federation
         .query(destination, query)
         .await
-        .map_err(super::fed_error)
+        .map_err(DomainError::from)
 }
 
 /// Sends an ephemeral event to each server, best effort, without waiting (never queued).

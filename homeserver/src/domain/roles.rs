@@ -4,12 +4,13 @@
 //! role carrying bits they do not hold themselves (administrators hold every bit).
 
 use mobium_spec::client::{
-    EVERYONE_ROLE, ErrorBody, MAX_SHORT_TEXT, OverrideClear, OverrideSet, OverrideTarget, Response,
-    Role, RoleCreate, RoleGrant, RoleRef, RoleUpdate, Roles,
+    EVERYONE_ROLE, MAX_SHORT_TEXT, OverrideClear, OverrideSet, OverrideTarget, Response, Role,
+    RoleCreate, RoleGrant, RoleRef, RoleUpdate, Roles,
 };
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, UserId};
 
+use super::DomainError;
 use super::{App, Handled, err, perms};
 use crate::storage::{OverrideRow, OverrideTargetRow, RoleRow};
 
@@ -22,7 +23,7 @@ fn role(r: RoleRow) -> Role {
 }
 
 /// The caller's server-wide bits, requiring `manage_roles` and every bit of `granting`.
-async fn may_manage(app: &App, me: &UserId, granting: Permissions) -> Result<(), ErrorBody> {
+async fn may_manage(app: &App, me: &UserId, granting: Permissions) -> Result<(), DomainError> {
     let mine = perms::server_wide(app, me).await?;
     if !mine.contains(Permissions::MANAGE_ROLES) {
         return Err(err(
@@ -39,7 +40,7 @@ async fn may_manage(app: &App, me: &UserId, granting: Permissions) -> Result<(),
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), ErrorBody> {
+fn check_name(name: &str) -> Result<(), DomainError> {
     if name.is_empty() || name.len() > MAX_SHORT_TEXT {
         return Err(err(ErrorCode::InvalidArgument, "role names are 1-64 bytes"));
     }
@@ -65,7 +66,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: RoleUpdate) -> Handled {
         .store
         .role_get(r.role)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such role"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
     may_manage(
         app,
         me,
@@ -76,7 +77,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: RoleUpdate) -> Handled {
         .store
         .role_update(r.role, r.name.as_deref(), r.permissions.map(|p| p.0))
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such role"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
     app.cache.clear();
     Ok(Response::Role(role(updated)))
 }
@@ -92,7 +93,7 @@ pub(super) async fn delete(app: &App, me: &UserId, r: RoleRef) -> Handled {
         .store
         .role_get(r.role)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such role"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
     may_manage(app, me, Permissions(current.permissions)).await?;
     app.store.role_delete(r.role).await?;
     app.cache.clear();
@@ -115,7 +116,7 @@ pub(super) async fn grant(app: &App, me: &UserId, r: RoleGrant, give: bool) -> H
         .store
         .role_get(r.role)
         .await?
-        .ok_or_else(|| err(ErrorCode::NotFound, "no such role"))?;
+        .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
     may_manage(app, me, Permissions(current.permissions)).await?;
     if give {
         app.store.role_grant(&r.user, r.role).await?;

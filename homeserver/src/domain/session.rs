@@ -3,9 +3,10 @@
 //! presence on first connect and last disconnect.
 
 use mobium_client_api::server::{AuthRequest, Connection};
-use mobium_spec::client::{Authed, DirectMessage, ErrorBody, Event, PresenceStatus};
+use mobium_spec::client::{Authed, DirectMessage, Event, PresenceStatus};
 use mobium_spec::{ErrorCode, PublicKey, UserId};
 
+use super::DomainError;
 use super::{App, Policy, err, now_ms, presence};
 
 /// How many queued messages are read per batch while draining.
@@ -15,7 +16,7 @@ pub(crate) async fn authenticate(
     app: &App,
     conn: &Connection,
     auth: AuthRequest,
-) -> Result<Authed, ErrorBody> {
+) -> Result<Authed, DomainError> {
     let mut registered = false;
     if !app.store.user_exists(&auth.user).await? {
         match app.settings.registration {
@@ -67,7 +68,7 @@ pub(crate) async fn authenticate(
 }
 
 /// A registration token (consumed) or a usable channel invite of this server (not consumed).
-async fn invite_allows_registration(app: &App, invite: &str) -> Result<bool, ErrorBody> {
+async fn invite_allows_registration(app: &App, invite: &str) -> Result<bool, DomainError> {
     if app.store.reg_token_consume(invite, now_ms()).await? {
         return Ok(true);
     }

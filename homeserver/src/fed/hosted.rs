@@ -28,7 +28,7 @@ pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Out
         Ok(Some(_)) => {}
         // We have not recorded our join yet (its answer may still be on its way): not now.
         Ok(None) => {
-            let mut e = err(
+            let mut e: ErrorBody = err(
                 ErrorCode::NotFound,
                 "unknown channel; send again after the join completes",
             );

@@ -14,7 +14,7 @@ use mobium_spec::federation::{
 use mobium_spec::{ErrorCode, ServerName};
 
 use super::{Outcome, hosted, queries};
-use crate::domain::{App, err, now_ms, perms};
+use crate::domain::{App, DomainError, err, now_ms, perms};
 use crate::storage::{DirectRow, StoreError};
 
 /// How long a peer should wait before resending events deferred because the recipient's queue
@@ -45,7 +45,7 @@ impl FederationHandler for App {
         while let Some((index, event)) = events.next() {
             let outcomes = match event {
                 FedEvent::Hosted(h) if deferred_channels.contains(&h.channel) => {
-                    let mut e = err(
+                    let mut e: ErrorBody = err(
                         ErrorCode::NotFound,
                         "an earlier event of this channel is deferred",
                     );
@@ -99,7 +99,9 @@ impl FederationHandler for App {
     }
 
     async fn query(&self, origin: &ServerName, query: Query) -> Result<QueryResult, ErrorBody> {
-        queries::answer(self, origin, query).await
+        queries::answer(self, origin, query)
+            .await
+            .map_err(DomainError::into_wire)
     }
 
     fn peer_connected(&self, peer: &ServerName) {
@@ -135,7 +137,7 @@ async fn apply(app: &App, origin: &ServerName, event: FedEvent) -> Outcome {
 }
 
 /// The sender must belong to the origin server.
-fn from_origin(origin: &ServerName, user: &mobium_spec::UserId) -> Result<(), ErrorBody> {
+fn from_origin(origin: &ServerName, user: &mobium_spec::UserId) -> Result<(), DomainError> {
     if user.server != *origin {
         return Err(err(
             ErrorCode::Forbidden,
@@ -160,7 +162,7 @@ async fn directs(
         // Never queue what no client of ours could receive (it would stay queued and be
         // pushed, too large, at every reconnect).
         if let Err(e) = from_origin(origin, &d.from).and_then(|()| app.check_size(&d.ciphertext)) {
-            out.push((index, Outcome::Refused(e)));
+            out.push((index, e.into()));
             continue;
         }
         // Runs usually carry many messages for the same few users: ask the store once each.
@@ -231,7 +233,7 @@ async fn directs(
             }
             Ok(false) => out.push((index, Outcome::Done)),
             Err(StoreError::QueueFull) => {
-                let mut e = err(
+                let mut e: ErrorBody = err(
                     ErrorCode::QueueFull,
                     "the recipient's offline queue is full; send again later",
                 );
@@ -253,7 +255,7 @@ async fn directs(
 async fn hosted_channel(
     app: &App,
     channel: &mobium_spec::ChannelId,
-) -> Result<std::sync::Arc<crate::storage::ChannelRow>, ErrorBody> {
+) -> Result<std::sync::Arc<crate::storage::ChannelRow>, DomainError> {
     if !app.hosts(channel) {
         return Err(err(
             ErrorCode::NotFound,
@@ -263,7 +265,7 @@ async fn hosted_channel(
     perms::channel(app, channel).await
 }
 
-async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), ErrorBody> {
+async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), DomainError> {
     from_origin(origin, &s.sender)?;
     let ch = hosted_channel(app, &s.channel).await?;
     crate::domain::send_hosted(
@@ -278,25 +280,29 @@ async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<
     .map(|_| ())
 }
 
-async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), ErrorBody> {
+async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), DomainError> {
     from_origin(origin, &e.editor)?;
     let ch = hosted_channel(app, &e.channel).await?;
     crate::domain::edit_hosted(app, &ch, &e.editor, e.id, e.ciphertext).await
 }
 
-async fn channel_delete(app: &App, origin: &ServerName, d: ChannelDelete) -> Result<(), ErrorBody> {
+async fn channel_delete(
+    app: &App,
+    origin: &ServerName,
+    d: ChannelDelete,
+) -> Result<(), DomainError> {
     from_origin(origin, &d.deleter)?;
     let ch = hosted_channel(app, &d.channel).await?;
     crate::domain::delete_hosted(app, &ch, &d.deleter, d.id).await
 }
 
-async fn channel_leave(app: &App, origin: &ServerName, l: ChannelLeave) -> Result<(), ErrorBody> {
+async fn channel_leave(app: &App, origin: &ServerName, l: ChannelLeave) -> Result<(), DomainError> {
     from_origin(origin, &l.user)?;
     let ch = hosted_channel(app, &l.channel).await?;
     match crate::domain::depart(app, &ch, &l.user, LeaveReason::Left).await {
         Ok(()) => Ok(()),
         // Already gone: a retried delivery.
-        Err(e) if e.code == ErrorCode::NotFound => Ok(()),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -20,6 +20,7 @@ mod queries;
 use mobium_spec::ErrorCode;
 use mobium_spec::client::ErrorBody;
 
+use crate::domain::DomainError;
 use crate::storage::StoreError;
 
 /// An event's outcome: applied (or already applied), refused for good, not applied *now*
@@ -44,6 +45,20 @@ impl From<ErrorBody> for Outcome {
 
 impl From<StoreError> for Outcome {
     fn from(e: StoreError) -> Self {
-        Outcome::from(ErrorBody::from(e))
+        Outcome::from(DomainError::from(e))
+    }
+}
+
+/// Refused for good, deferred, or "retry the transaction": decided by the kind of failure, not
+/// by comparing wire codes. A failure of this server (its database) is always a retry.
+impl From<DomainError> for Outcome {
+    fn from(e: DomainError) -> Self {
+        if !e.is_retryable() {
+            Outcome::Refused(e.into_wire())
+        } else if e.is_not_now() {
+            Outcome::Deferred(e.into_wire())
+        } else {
+            Outcome::Retry(e.into_wire())
+        }
     }
 }

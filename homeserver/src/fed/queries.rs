@@ -1,19 +1,19 @@
 //! Answers to verified federation queries (spec `federation.md` §Queries): key claims, profiles,
 //! joins with an invite, history and members of channels hosted here.
 
-use mobium_spec::client::{ErrorBody, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, Messages};
+use mobium_spec::client::{HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, Messages};
 use mobium_spec::federation::{Query, QueryResult};
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, PROTOCOL_VERSION, ServerName};
 
-use crate::domain::{self, App, err, perms};
+use crate::domain::{self, App, DomainError, err, perms};
 use crate::storage::HistoryQuery;
 
 pub(super) async fn answer(
     app: &App,
     origin: &ServerName,
     query: Query,
-) -> Result<QueryResult, ErrorBody> {
+) -> Result<QueryResult, DomainError> {
     match query {
         Query::Ping => Ok(QueryResult::Pong {
             protocol_version: PROTOCOL_VERSION,
