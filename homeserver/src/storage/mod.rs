@@ -14,7 +14,6 @@
 
 mod codec;
 pub mod postgres;
-mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
