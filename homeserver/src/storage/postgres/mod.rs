@@ -13,7 +13,10 @@
 //! that take a list of ids (bound as an array).
 
 // The same files are compiled into the other backend too, on purpose (`sql/mod.rs` says why).
-#[allow(clippy::duplicate_mod, reason = "the shared SQL is compiled once per backend")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the shared SQL is compiled once per backend"
+)]
 #[path = "../sql/mod.rs"]
 mod sql;
 

@@ -12,7 +12,10 @@
 //! statements that take a list of ids, and the locks PostgreSQL needs and SQLite does not.
 
 // The same files are compiled into the other backend too, on purpose (`sql/mod.rs` says why).
-#[allow(clippy::duplicate_mod, reason = "the shared SQL is compiled once per backend")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the shared SQL is compiled once per backend"
+)]
 #[path = "../sql/mod.rs"]
 mod sql;
 
