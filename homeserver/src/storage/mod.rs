@@ -1,6 +1,11 @@
 //! Storage: one interface ([`Store`]), two implementations (SQLite in [`sqlite`], PostgreSQL in
 //! [`postgres`]), numbered migrations per backend under `homeserver/migrations/`.
 //!
+//! The two implementations share their SQL: each statement is written once, in `sql/` (one
+//! file per area, compiled into each backend), and rows are decoded once, in `codec`. A backend
+//! module keeps only what really differs: pool set-up, how a write transaction opens, the
+//! locks PostgreSQL needs under `READ COMMITTED`, and the few statements whose text differs.
+//!
 //! Everything here does SQL and nothing else: permission checks, limits and event fan-out live in
 //! the domain layer (`crate::domain`). Operations that must be atomic under concurrency (claiming
 //! a one-time key, using an invite, enqueueing under a per-recipient cap, committing a change to
@@ -14,7 +19,6 @@
 
 mod codec;
 pub mod postgres;
-mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;

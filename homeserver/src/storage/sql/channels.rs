@@ -1,23 +1,23 @@
-//! PostgreSQL: channels, their members and bans, and invite links (spec `client/channels.md`).
+//! Channels, their members and bans, and invite links (spec `client/channels.md`).
 //!
-//! Using an invite is one conditional `UPDATE` (not revoked, not expired, under its limit). A
-//! concurrent use of the same invite waits for the row lock and PostgreSQL then re-checks the
-//! condition against the committed row, so joins can never push an invite past `max_uses`;
-//! when the update touches no row, the invite is read back only to say why.
+//! Using an invite is one conditional `UPDATE` (not revoked, not expired, under its limit), so
+//! concurrent joins can never push an invite past `max_uses` (SQLite runs writes one at a time;
+//! PostgreSQL makes a concurrent use wait for the row lock and then re-checks the condition
+//! against the committed row); when it touches no row, the invite is read back only to say why.
 //!
 //! Setting metadata, adding and removing a member are single statements over any executor (the
 //! pool, or a transaction's connection) so that `commit_hosted` (`federation.rs`) runs exactly
 //! this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, UserId};
-use sqlx::{PgExecutor, PgPool};
 
+use super::{Executor, Pool, begin_write};
 use crate::storage::codec::{self, ChannelTuple, InviteTuple, MemberTuple, sql_u64};
 use crate::storage::{ChannelRow, InviteRow, InviteUse, StoreResult};
 
-pub(super) async fn channel_create(pool: &PgPool, row: &ChannelRow) -> StoreResult<()> {
+pub(super) async fn channel_create(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
     let id = row.id.to_string();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_write(pool).await?;
     sqlx::query("INSERT INTO channels (id, owner, metadata, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&id)
         .bind(row.owner.to_string())
@@ -36,7 +36,7 @@ pub(super) async fn channel_create(pool: &PgPool, row: &ChannelRow) -> StoreResu
     Ok(())
 }
 
-pub(super) async fn channel_get(pool: &PgPool, id: &ChannelId) -> StoreResult<Option<ChannelRow>> {
+pub(super) async fn channel_get(pool: &Pool, id: &ChannelId) -> StoreResult<Option<ChannelRow>> {
     let row: Option<ChannelTuple> =
         sqlx::query_as("SELECT id, owner, metadata, created_at FROM channels WHERE id = $1")
             .bind(id.to_string())
@@ -46,7 +46,7 @@ pub(super) async fn channel_get(pool: &PgPool, id: &ChannelId) -> StoreResult<Op
 }
 
 pub(super) async fn channel_set_metadata(
-    db: impl PgExecutor<'_>,
+    db: impl Executor<'_>,
     id: &ChannelId,
     metadata: &[u8],
 ) -> StoreResult<bool> {
@@ -58,7 +58,7 @@ pub(super) async fn channel_set_metadata(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn channels_of(pool: &PgPool, user: &UserId) -> StoreResult<Vec<ChannelRow>> {
+pub(super) async fn channels_of(pool: &Pool, user: &UserId) -> StoreResult<Vec<ChannelRow>> {
     let rows: Vec<ChannelTuple> = sqlx::query_as(
         "SELECT c.id, c.owner, c.metadata, c.created_at \
          FROM channels c JOIN channel_members m ON m.channel = c.id WHERE m.user_id = $1",
@@ -70,7 +70,7 @@ pub(super) async fn channels_of(pool: &PgPool, user: &UserId) -> StoreResult<Vec
 }
 
 pub(super) async fn member_add(
-    db: impl PgExecutor<'_>,
+    db: impl Executor<'_>,
     channel: &ChannelId,
     user: &UserId,
     now: u64,
@@ -88,7 +88,7 @@ pub(super) async fn member_add(
 }
 
 pub(super) async fn member_remove(
-    db: impl PgExecutor<'_>,
+    db: impl Executor<'_>,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<bool> {
@@ -101,7 +101,7 @@ pub(super) async fn member_remove(
 }
 
 pub(super) async fn member_joined_at(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<Option<u64>> {
@@ -115,7 +115,7 @@ pub(super) async fn member_joined_at(
     Ok(joined.map(codec::rust_u64))
 }
 
-pub(super) async fn members(pool: &PgPool, channel: &ChannelId) -> StoreResult<Vec<(UserId, u64)>> {
+pub(super) async fn members(pool: &Pool, channel: &ChannelId) -> StoreResult<Vec<(UserId, u64)>> {
     let rows: Vec<MemberTuple> = sqlx::query_as(
         "SELECT user_id, joined_at FROM channel_members WHERE channel = $1 \
          ORDER BY joined_at, user_id",
@@ -126,7 +126,7 @@ pub(super) async fn members(pool: &PgPool, channel: &ChannelId) -> StoreResult<V
     rows.into_iter().map(codec::member).collect()
 }
 
-pub(super) async fn member_count(pool: &PgPool, channel: &ChannelId) -> StoreResult<u32> {
+pub(super) async fn member_count(pool: &Pool, channel: &ChannelId) -> StoreResult<u32> {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM channel_members WHERE channel = $1")
         .bind(channel.to_string())
         .fetch_one(pool)
@@ -135,7 +135,7 @@ pub(super) async fn member_count(pool: &PgPool, channel: &ChannelId) -> StoreRes
 }
 
 pub(super) async fn ban_add(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     user: &UserId,
     by: &UserId,
@@ -155,7 +155,7 @@ pub(super) async fn ban_add(
 }
 
 pub(super) async fn ban_remove(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<bool> {
@@ -168,7 +168,7 @@ pub(super) async fn ban_remove(
 }
 
 pub(super) async fn is_banned(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     user: &UserId,
 ) -> StoreResult<bool> {
@@ -182,7 +182,7 @@ pub(super) async fn is_banned(
     Ok(exists)
 }
 
-pub(super) async fn invite_create(pool: &PgPool, row: &InviteRow) -> StoreResult<()> {
+pub(super) async fn invite_create(pool: &Pool, row: &InviteRow) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO invites (code, channel, created_by, max_uses, uses, expires_at, revoked) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -200,7 +200,7 @@ pub(super) async fn invite_create(pool: &PgPool, row: &InviteRow) -> StoreResult
     Ok(())
 }
 
-pub(super) async fn invite_get(pool: &PgPool, code: &str) -> StoreResult<Option<InviteRow>> {
+pub(super) async fn invite_get(pool: &Pool, code: &str) -> StoreResult<Option<InviteRow>> {
     let row: Option<InviteTuple> = sqlx::query_as(
         "SELECT code, channel, created_by, max_uses, uses, expires_at, revoked FROM invites \
          WHERE code = $1",
@@ -212,7 +212,7 @@ pub(super) async fn invite_get(pool: &PgPool, code: &str) -> StoreResult<Option<
 }
 
 pub(super) async fn invites_of(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     now: u64,
 ) -> StoreResult<Vec<InviteRow>> {
@@ -229,7 +229,7 @@ pub(super) async fn invites_of(
     rows.into_iter().map(codec::invite).collect()
 }
 
-pub(super) async fn invite_revoke(pool: &PgPool, code: &str) -> StoreResult<bool> {
+pub(super) async fn invite_revoke(pool: &Pool, code: &str) -> StoreResult<bool> {
     let done = sqlx::query("UPDATE invites SET revoked = TRUE WHERE code = $1")
         .bind(code)
         .execute(pool)
@@ -237,7 +237,7 @@ pub(super) async fn invite_revoke(pool: &PgPool, code: &str) -> StoreResult<bool
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn invite_use(pool: &PgPool, code: &str, now: u64) -> StoreResult<InviteUse> {
+pub(super) async fn invite_use(pool: &Pool, code: &str, now: u64) -> StoreResult<InviteUse> {
     let done = sqlx::query(
         "UPDATE invites SET uses = uses + 1 \
          WHERE code = $1 AND NOT revoked AND (expires_at IS NULL OR expires_at > $2) \

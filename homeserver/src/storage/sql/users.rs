@@ -1,18 +1,24 @@
-//! PostgreSQL: users, registration tokens and prekeys (spec `client/auth.md`,
-//! `client/keys.md`).
+//! Users, registration tokens and prekeys (spec `client/auth.md`, `client/keys.md`).
 //!
 //! A local user is stored by the canonical text of their public key. Claiming a one-time key
-//! deletes the oldest key that no concurrent claim has locked (`FOR UPDATE SKIP LOCKED`), so
-//! each key goes to exactly one claimer and parallel claims do not wait on each other.
+//! deletes the oldest one and returns it in one statement, inside a transaction in which claims
+//! of one user take turns, so each key goes to exactly one claimer and the count of what is left
+//! is exact. How the turns are taken is the backend's ([`lock_claims`], [`ONE_TIME_TAKE`]):
+//! SQLite's `BEGIN IMMEDIATE` holds the database's write lock; PostgreSQL locks the user's row
+//! and skips one-time keys a concurrent claim has locked.
 
 use mobium_spec::PublicKey;
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
-use sqlx::PgPool;
 
+use super::{ONE_TIME_TAKE, Pool, begin_write, lock_claims};
 use crate::storage::codec::{self, KindedPrekeyTuple, PrekeyTuple, sql_u64};
 use crate::storage::{ClaimedKeys, StoreResult};
 
-pub(super) async fn user_exists(pool: &PgPool, key: &PublicKey) -> StoreResult<bool> {
+/// The count of a user's one-time keys and fallback keys.
+const KEYS_COUNT: &str = "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
+     (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')";
+
+pub(super) async fn user_exists(pool: &Pool, key: &PublicKey) -> StoreResult<bool> {
     let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE key = $1)")
         .bind(key.to_string())
         .fetch_one(pool)
@@ -20,7 +26,7 @@ pub(super) async fn user_exists(pool: &PgPool, key: &PublicKey) -> StoreResult<b
     Ok(exists)
 }
 
-pub(super) async fn user_create(pool: &PgPool, key: &PublicKey, now: u64) -> StoreResult<bool> {
+pub(super) async fn user_create(pool: &Pool, key: &PublicKey, now: u64) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO users (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
     )
@@ -32,7 +38,7 @@ pub(super) async fn user_create(pool: &PgPool, key: &PublicKey, now: u64) -> Sto
 }
 
 pub(super) async fn reg_token_create(
-    pool: &PgPool,
+    pool: &Pool,
     token: &str,
     uses: u32,
     expires_at: Option<u64>,
@@ -49,7 +55,7 @@ pub(super) async fn reg_token_create(
     Ok(())
 }
 
-pub(super) async fn reg_token_consume(pool: &PgPool, token: &str, now: u64) -> StoreResult<bool> {
+pub(super) async fn reg_token_consume(pool: &Pool, token: &str, now: u64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE registration_tokens SET uses_left = uses_left - 1 \
          WHERE token = $1 AND uses_left > 0 AND (expires_at IS NULL OR expires_at > $2)",
@@ -62,7 +68,7 @@ pub(super) async fn reg_token_consume(pool: &PgPool, token: &str, now: u64) -> S
 }
 
 pub(super) async fn key_set(
-    pool: &PgPool,
+    pool: &Pool,
     user: &PublicKey,
     kind: PrekeyKind,
     key: &Prekey,
@@ -84,12 +90,12 @@ pub(super) async fn key_set(
 }
 
 pub(super) async fn keys_add_one_time(
-    pool: &PgPool,
+    pool: &Pool,
     user: &PublicKey,
     keys: &[Prekey],
 ) -> StoreResult<()> {
     let user = user.to_string();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_write(pool).await?;
     for key in keys {
         sqlx::query(
             "INSERT INTO one_time_keys (user_key, key_id, key, signature) VALUES ($1, $2, $3, $4)",
@@ -106,28 +112,18 @@ pub(super) async fn keys_add_one_time(
     Ok(())
 }
 
-pub(super) async fn keys_count(pool: &PgPool, user: &PublicKey) -> StoreResult<KeysCount> {
-    let (one_time, fallback): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
-                (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')",
-    )
-    .bind(user.to_string())
-    .fetch_one(pool)
-    .await?;
+pub(super) async fn keys_count(pool: &Pool, user: &PublicKey) -> StoreResult<KeysCount> {
+    let (one_time, fallback): (i64, i64) = sqlx::query_as(KEYS_COUNT)
+        .bind(user.to_string())
+        .fetch_one(pool)
+        .await?;
     codec::keys_count(one_time, fallback)
 }
 
-pub(super) async fn keys_claim(
-    pool: &PgPool,
-    user: &PublicKey,
-) -> StoreResult<Option<ClaimedKeys>> {
+pub(super) async fn keys_claim(pool: &Pool, user: &PublicKey) -> StoreResult<Option<ClaimedKeys>> {
     let user = user.to_string();
-    let mut tx = pool.begin().await?;
-    // Claims of one user take turns (a row lock on the user), so the count below is exact.
-    sqlx::query("SELECT 1 FROM users WHERE key = $1 FOR UPDATE")
-        .bind(&user)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let mut tx = begin_write(pool).await?;
+    lock_claims(&mut tx, &user).await?;
     let rows: Vec<KindedPrekeyTuple> =
         sqlx::query_as("SELECT kind, key_id, key, signature FROM prekeys WHERE user_key = $1")
             .bind(&user)
@@ -137,23 +133,15 @@ pub(super) async fn keys_claim(
     let Some(identity) = published.identity else {
         return Ok(None);
     };
-    let one_time: Option<PrekeyTuple> = sqlx::query_as(
-        "DELETE FROM one_time_keys WHERE id = \
-             (SELECT id FROM one_time_keys WHERE user_key = $1 \
-              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING key_id, key, signature",
-    )
-    .bind(&user)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let one_time: Option<PrekeyTuple> = sqlx::query_as(ONE_TIME_TAKE)
+        .bind(&user)
+        .fetch_optional(&mut *tx)
+        .await?;
     let one_time = one_time.map(codec::prekey).transpose()?;
-    let (left, fallbacks): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM one_time_keys WHERE user_key = $1), \
-                (SELECT count(*) FROM prekeys WHERE user_key = $1 AND kind = 'fallback')",
-    )
-    .bind(&user)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (left, fallbacks): (i64, i64) = sqlx::query_as(KEYS_COUNT)
+        .bind(&user)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Some(ClaimedKeys {
         identity,

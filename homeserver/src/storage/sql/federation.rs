@@ -1,25 +1,30 @@
-//! SQLite: federation bookkeeping (spec `federation.md`): local copies of channels hosted on other
+//! Federation bookkeeping (spec `federation.md`): local copies of channels hosted on other
 //! servers, the outbox of events waiting for delivery, and inbound idempotency. Remote to-device
 //! messages are queued in `direct.rs`.
 //!
 //! `commit_hosted` applies a change to a channel hosted here and appends the events that tell the
-//! member servers about it in one `BEGIN IMMEDIATE` transaction, running the very statements of
-//! the single operations (`messages.rs`, `channels.rs`). When the change does nothing or fails,
-//! the transaction is dropped, which rolls it back: no event ever goes out for a change that was
-//! not made, and no change is made without its events. SQLite serializes writers, so outbox
-//! sequence numbers are handed out in commit order and a delivery worker never sees a later event
-//! for a destination before an earlier one.
+//! member servers about it in one write transaction, running the very statements of the single
+//! operations (`messages.rs`, `channels.rs`). When the change does nothing or fails, the
+//! transaction is dropped, which rolls it back: no event ever goes out for a change that was not
+//! made, and no change is made without its events.
+//!
+//! A delivery worker must never see a later event for a destination before an earlier one, so
+//! outbox sequence numbers must commit in order. SQLite serializes writers, so they do. On
+//! PostgreSQL they come from an identity, handed out at insert time, not at commit: two
+//! concurrent appends for one destination could commit in the other order, so an append first
+//! takes a transaction-scoped advisory lock per destination ([`lock_outbox`]).
 
 use mobium_spec::{ChannelId, ServerName};
-use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{channels, direct, messages};
+use super::{
+    Connection, OUTBOX_DELETE, Pool, begin_write, channels, direct, id_list, lock_outbox, messages,
+};
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
 use crate::storage::{ChannelRow, DirectFailureRow, HostedChange, OutboxItem, StoreResult};
 
-pub(super) async fn channel_put(pool: &SqlitePool, row: &ChannelRow) -> StoreResult<()> {
+pub(super) async fn channel_put(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO channels (id, owner, metadata, created_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO channels (id, owner, metadata, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (id) DO UPDATE SET \
            owner = excluded.owner, metadata = excluded.metadata, created_at = excluded.created_at",
     )
@@ -32,9 +37,9 @@ pub(super) async fn channel_put(pool: &SqlitePool, row: &ChannelRow) -> StoreRes
     Ok(())
 }
 
-pub(super) async fn channel_last_seq(pool: &SqlitePool, channel: &ChannelId) -> StoreResult<u64> {
+pub(super) async fn channel_last_seq(pool: &Pool, channel: &ChannelId) -> StoreResult<u64> {
     let seq: Option<i64> =
-        sqlx::query_scalar("SELECT last_seq FROM channel_replicas WHERE channel = ?")
+        sqlx::query_scalar("SELECT last_seq FROM channel_replicas WHERE channel = $1")
             .bind(channel.to_string())
             .fetch_optional(pool)
             .await?;
@@ -43,12 +48,12 @@ pub(super) async fn channel_last_seq(pool: &SqlitePool, channel: &ChannelId) -> 
 
 /// The channel must exist (`channel_put` first): a replica row refers to it.
 pub(super) async fn channel_set_last_seq(
-    pool: &SqlitePool,
+    pool: &Pool,
     channel: &ChannelId,
     seq: u64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO channel_replicas (channel, last_seq) VALUES (?, ?) \
+        "INSERT INTO channel_replicas (channel, last_seq) VALUES ($1, $2) \
          ON CONFLICT (channel) DO UPDATE SET last_seq = excluded.last_seq",
     )
     .bind(channel.to_string())
@@ -58,27 +63,23 @@ pub(super) async fn channel_set_last_seq(
     Ok(())
 }
 
-pub(super) async fn outbox_push(
-    pool: &SqlitePool,
-    items: &[OutboxItem],
-    now: u64,
-) -> StoreResult<()> {
+pub(super) async fn outbox_push(pool: &Pool, items: &[OutboxItem], now: u64) -> StoreResult<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = begin_write(pool).await?;
     append(&mut tx, items, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
 pub(super) async fn commit_hosted(
-    pool: &SqlitePool,
+    pool: &Pool,
     change: &HostedChange,
     items: &[OutboxItem],
     now: u64,
 ) -> StoreResult<bool> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = begin_write(pool).await?;
     if !apply(&mut tx, change).await? {
         // Nothing to announce: dropping the transaction rolls it back.
         return Ok(false);
@@ -89,7 +90,7 @@ pub(super) async fn commit_hosted(
 }
 
 /// Applies `change` with the statement of the matching single operation; returns what it would.
-async fn apply(conn: &mut SqliteConnection, change: &HostedChange) -> StoreResult<bool> {
+async fn apply(conn: &mut Connection, change: &HostedChange) -> StoreResult<bool> {
     match change {
         HostedChange::Nothing => Ok(true),
         HostedChange::Message(row) => messages::message_insert(conn, row).await.map(|()| true),
@@ -113,10 +114,11 @@ async fn apply(conn: &mut SqliteConnection, change: &HostedChange) -> StoreResul
 }
 
 /// Appends `items` in order (each gets the next sequence number) inside the caller's
-/// transaction.
-async fn append(conn: &mut SqliteConnection, items: &[OutboxItem], now: u64) -> StoreResult<()> {
+/// transaction (on PostgreSQL holding each destination's advisory lock until it ends).
+async fn append(conn: &mut Connection, items: &[OutboxItem], now: u64) -> StoreResult<()> {
+    lock_outbox(conn, items).await?;
     for item in items {
-        sqlx::query("INSERT INTO outbox (destination, event, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO outbox (destination, event, created_at) VALUES ($1, $2, $3)")
             .bind(item.destination.to_string())
             .bind(&item.event)
             .bind(sql_u64(now))
@@ -127,21 +129,22 @@ async fn append(conn: &mut SqliteConnection, items: &[OutboxItem], now: u64) -> 
 }
 
 pub(super) async fn outbox_peek(
-    pool: &SqlitePool,
+    pool: &Pool,
     destination: &ServerName,
     limit: u32,
 ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-    let rows: Vec<OutboxTuple> =
-        sqlx::query_as("SELECT seq, event FROM outbox WHERE destination = ? ORDER BY seq LIMIT ?")
-            .bind(destination.to_string())
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<OutboxTuple> = sqlx::query_as(
+        "SELECT seq, event FROM outbox WHERE destination = $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(destination.to_string())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(codec::outbox_event).collect())
 }
 
 pub(super) async fn outbox_settle(
-    pool: &SqlitePool,
+    pool: &Pool,
     destination: &ServerName,
     seqs: &[u64],
     failures: &[DirectFailureRow],
@@ -149,26 +152,19 @@ pub(super) async fn outbox_settle(
     if seqs.is_empty() && failures.is_empty() {
         return Ok(0);
     }
-    // SQLite cannot bind an array; the numbers travel as one JSON array of integers instead.
-    let seqs = seqs
-        .iter()
-        .map(|&seq| sql_u64(seq).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let seqs = id_list(seqs.iter().map(|&seq| sql_u64(seq)).collect());
+    let mut tx = begin_write(pool).await?;
     direct::failures_insert(&mut tx, failures).await?;
-    let done = sqlx::query(
-        "DELETE FROM outbox WHERE destination = ? AND seq IN (SELECT value FROM json_each(?))",
-    )
-    .bind(destination.to_string())
-    .bind(format!("[{seqs}]"))
-    .execute(&mut *tx)
-    .await?;
+    let done = sqlx::query(OUTBOX_DELETE)
+        .bind(destination.to_string())
+        .bind(seqs)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(done.rows_affected())
 }
 
-pub(super) async fn outbox_destinations(pool: &SqlitePool) -> StoreResult<Vec<ServerName>> {
+pub(super) async fn outbox_destinations(pool: &Pool) -> StoreResult<Vec<ServerName>> {
     let rows: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT destination FROM outbox ORDER BY destination")
             .fetch_all(pool)
@@ -176,21 +172,17 @@ pub(super) async fn outbox_destinations(pool: &SqlitePool) -> StoreResult<Vec<Se
     codec::destinations(rows)
 }
 
-pub(super) async fn outbox_len(pool: &SqlitePool, destination: &ServerName) -> StoreResult<u64> {
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE destination = ?")
+pub(super) async fn outbox_len(pool: &Pool, destination: &ServerName) -> StoreResult<u64> {
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE destination = $1")
         .bind(destination.to_string())
         .fetch_one(pool)
         .await?;
     Ok(codec::rust_u64(count))
 }
 
-pub(super) async fn txn_seen(
-    pool: &SqlitePool,
-    origin: &ServerName,
-    txn_id: u64,
-) -> StoreResult<bool> {
+pub(super) async fn txn_seen(pool: &Pool, origin: &ServerName, txn_id: u64) -> StoreResult<bool> {
     let seen = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM federation_txns WHERE origin = ? AND txn_id = ?)",
+        "SELECT EXISTS (SELECT 1 FROM federation_txns WHERE origin = $1 AND txn_id = $2)",
     )
     .bind(origin.to_string())
     .bind(sql_u64(txn_id))
@@ -201,13 +193,13 @@ pub(super) async fn txn_seen(
 
 /// Recording again keeps the first `received_at`.
 pub(super) async fn txn_record(
-    pool: &SqlitePool,
+    pool: &Pool,
     origin: &ServerName,
     txn_id: u64,
     now: u64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO federation_txns (origin, txn_id, received_at) VALUES (?, ?, ?) \
+        "INSERT INTO federation_txns (origin, txn_id, received_at) VALUES ($1, $2, $3) \
          ON CONFLICT (origin, txn_id) DO NOTHING",
     )
     .bind(origin.to_string())
@@ -218,8 +210,8 @@ pub(super) async fn txn_record(
     Ok(())
 }
 
-pub(super) async fn txn_purge_before(pool: &SqlitePool, cutoff: u64) -> StoreResult<u64> {
-    let done = sqlx::query("DELETE FROM federation_txns WHERE received_at < ?")
+pub(super) async fn txn_purge_before(pool: &Pool, cutoff: u64) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM federation_txns WHERE received_at < $1")
         .bind(sql_u64(cutoff))
         .execute(pool)
         .await?;

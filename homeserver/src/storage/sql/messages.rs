@@ -1,4 +1,4 @@
-//! PostgreSQL: channel messages and history paging (spec `client/messages.md`).
+//! Channel messages and history paging (spec `client/messages.md`).
 //!
 //! History pages by id over the `(channel, id)` primary key; see [`HistoryScan`] for how each
 //! combination of bounds is read.
@@ -7,12 +7,12 @@
 //! so that `commit_hosted` (`federation.rs`) runs exactly this SQL inside its own transaction.
 
 use mobium_spec::{ChannelId, MessageId};
-use sqlx::{PgExecutor, PgPool};
 
+use super::{Executor, Pool};
 use crate::storage::codec::{self, HistoryScan, MessageTuple, sql_u64};
 use crate::storage::{HistoryQuery, MessageRow, StoreResult};
 
-pub(super) async fn message_insert(db: impl PgExecutor<'_>, row: &MessageRow) -> StoreResult<()> {
+pub(super) async fn message_insert(db: impl Executor<'_>, row: &MessageRow) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO messages \
          (channel, id, sender, ciphertext, sent_at, edited_at, reply_to, origin_id) \
@@ -35,7 +35,7 @@ pub(super) async fn message_insert(db: impl PgExecutor<'_>, row: &MessageRow) ->
 }
 
 pub(super) async fn message_get(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     id: MessageId,
 ) -> StoreResult<Option<MessageRow>> {
@@ -51,7 +51,7 @@ pub(super) async fn message_get(
 }
 
 pub(super) async fn message_edit(
-    db: impl PgExecutor<'_>,
+    db: impl Executor<'_>,
     channel: &ChannelId,
     id: MessageId,
     ciphertext: &[u8],
@@ -70,7 +70,7 @@ pub(super) async fn message_edit(
 }
 
 pub(super) async fn message_delete(
-    db: impl PgExecutor<'_>,
+    db: impl Executor<'_>,
     channel: &ChannelId,
     id: MessageId,
 ) -> StoreResult<bool> {
@@ -92,7 +92,7 @@ macro_rules! select_page {
 }
 
 pub(super) async fn history(
-    pool: &PgPool,
+    pool: &Pool,
     channel: &ChannelId,
     q: HistoryQuery,
 ) -> StoreResult<(Vec<MessageRow>, bool)> {
@@ -119,7 +119,7 @@ pub(super) async fn history(
     scan.finish(query.fetch_all(pool).await?, q.limit)
 }
 
-pub(super) async fn messages_purge_before(pool: &PgPool, cutoff: u64) -> StoreResult<u64> {
+pub(super) async fn messages_purge_before(pool: &Pool, cutoff: u64) -> StoreResult<u64> {
     let done = sqlx::query("DELETE FROM messages WHERE sent_at < $1")
         .bind(sql_u64(cutoff))
         .execute(pool)
