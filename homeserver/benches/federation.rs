@@ -90,6 +90,7 @@ async fn send(c: &Client, to: &UserId, n: u32) {
     c.request(Request::DirectSend(DirectSend {
         to: to.clone(),
         ciphertext: body,
+        txn: None,
     }))
     .await
     .unwrap();

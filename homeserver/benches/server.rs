@@ -147,6 +147,7 @@ async fn latency(url: &str, rate: u64, seconds: u64) -> (Duration, Duration, usi
                     channel,
                     ciphertext: body,
                     reply_to: None,
+                    txn: None,
                 }))
                 .await;
         });
@@ -193,6 +194,7 @@ async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
                         channel: ch.clone(),
                         ciphertext: body,
                         reply_to: None,
+                        txn: None,
                     }))
                     .await
                     .is_ok()

@@ -298,6 +298,7 @@ fn send_dm(
             .request(Request::DirectSend(DirectSend {
                 to,
                 ciphertext: payload(seq),
+                txn: None,
             }))
             .await;
         if let Err(e) = sent {
@@ -493,6 +494,7 @@ async fn catch_up(net: &mut Network, config: BenchConfig) -> anyhow::Result<Catc
     bob.request(Request::DirectSend(DirectSend {
         to: alice.user_id().clone(),
         ciphertext: b"back".to_vec(),
+        txn: None,
     }))
     .await
     .context("bob could not say he is back")?;

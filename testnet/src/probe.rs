@@ -65,6 +65,7 @@ pub async fn check_all(info: &TestnetInfo, timeout: Duration) -> anyhow::Result<
                 .request(Request::DirectSend(DirectSend {
                     to: recipient.user_id().clone(),
                     ciphertext: marker(nonce, *i, *j),
+                    txn: None,
                 }))
                 .await
                 .with_context(|| format!("node{i} refused a message for node{j}"))?;

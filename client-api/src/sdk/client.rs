@@ -253,9 +253,15 @@ impl Client {
 }
 
 /// Whether repeating `request` after an unknown outcome cannot change the result: reads,
-/// acknowledgements and settings that replace a value. Everything that creates something
-/// (messages, channels, invites, claims that consume a key) is not repeated.
+/// acknowledgements, settings that replace a value, and sends named by a client transaction id
+/// (the server answers a repeat with the first answer). Everything else that creates something
+/// (channels, invites, claims that consume a key) is not repeated.
 pub fn is_idempotent(request: &Request) -> bool {
+    match request {
+        Request::MessageSend(m) => return m.txn.is_some(),
+        Request::DirectSend(d) => return d.txn.is_some(),
+        _ => {}
+    }
     matches!(
         request,
         Request::Ping
@@ -273,6 +279,17 @@ pub fn is_idempotent(request: &Request) -> bool {
             | Request::PresenceList
             | Request::Typing(_)
     )
+}
+
+/// A fresh client transaction id for a send: 128 random bits in hex, so a repeat of this send
+/// after a lost answer is recognised by the server and stored once.
+pub fn new_txn() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness the send goes out unnamed (and is then not repeated automatically).
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    hex::encode(bytes)
 }
 
 /// Reads trusted root certificates for [`ConnectOptions::extra_root_certs`] from a PEM file
@@ -296,4 +313,43 @@ pub fn load_root_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>, SdkError>
         )));
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use mobium_spec::client::{DirectSend, MessageSend, Request};
+    use mobium_spec::{ChannelId, Keypair, UserId};
+
+    use super::{is_idempotent, new_txn};
+
+    #[test]
+    fn named_sends_are_repeated_after_a_lost_answer_unnamed_ones_are_not() {
+        let to = UserId::new(
+            Keypair::generate().public(),
+            "a.test".parse().expect("name"),
+        );
+        let channel: ChannelId = "#1@a.test".parse().expect("channel");
+        let dm = |txn: Option<String>| {
+            Request::DirectSend(DirectSend {
+                to: to.clone(),
+                ciphertext: vec![1],
+                txn,
+            })
+        };
+        let post = |txn: Option<String>| {
+            Request::MessageSend(MessageSend {
+                channel: channel.clone(),
+                ciphertext: vec![1],
+                reply_to: None,
+                txn,
+            })
+        };
+        assert!(!is_idempotent(&dm(None)));
+        assert!(!is_idempotent(&post(None)));
+        assert!(is_idempotent(&dm(Some(new_txn()))));
+        assert!(is_idempotent(&post(Some(new_txn()))));
+        let (a, b) = (new_txn(), new_txn());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b, "every send gets its own name");
+    }
 }

@@ -60,9 +60,11 @@ impl Client {
         to: &UserId,
         ciphertext: Vec<u8>,
     ) -> Result<DirectSent, SdkError> {
+        // Named, so that a send whose answer was lost in a reconnect is repeated safely.
         let req = Request::DirectSend(DirectSend {
             to: to.clone(),
             ciphertext,
+            txn: Some(super::client::new_txn()).filter(|t| !t.is_empty()),
         });
         expect_response!(self.request(req).await?, DirectSent)
     }
@@ -152,10 +154,12 @@ impl Client {
         ciphertext: Vec<u8>,
         reply_to: Option<MessageId>,
     ) -> Result<MessageSent, SdkError> {
+        // Named, so that a send whose answer was lost in a reconnect is repeated safely.
         let req = Request::MessageSend(MessageSend {
             channel: channel.clone(),
             ciphertext,
             reply_to,
+            txn: Some(super::client::new_txn()).filter(|t| !t.is_empty()),
         });
         expect_response!(self.request(req).await?, MessageSent)
     }

@@ -83,7 +83,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     let body = HostedBody::MetadataUpdated {
         metadata: r.metadata.clone(),
     };
-    remote::host_commit(app, &ch, change, body, None).await?;
+    remote::host_commit(app, &ch, change, body, None, None).await?;
     app.cache.clear();
     let frame = encode_event(&Event::ChannelUpdated(r));
     perms::fan_out(app, &ch, &frame).await?;
@@ -258,7 +258,7 @@ pub(crate) async fn join_hosted(
         now: now_ms(),
     };
     let body = HostedBody::MemberJoined { user: user.clone() };
-    let seq = remote::host_commit(app, &ch, change, body, Some(&user.server))
+    let seq = remote::host_commit(app, &ch, change, body, Some(&user.server), None)
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::Conflict, "already a member"))?;
     app.cache.clear();

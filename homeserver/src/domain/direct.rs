@@ -8,13 +8,19 @@ use mobium_spec::client::{
 };
 use mobium_spec::{ErrorCode, UserId};
 
-use super::{App, Handled, err, now_ms, remote};
+use super::{App, Handled, err, now_ms, remote, txn};
 use mobium_spec::federation::{FedDirect, FedEvent};
 
-use crate::storage::DirectRow;
+use crate::storage::{DirectRow, StoreError};
 
+/// `direct_send`: stored durably (here, or in the outbox for another server), then answered.
 pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
     app.check_size(&r.ciphertext)?;
+    txn::check(r.txn.as_deref())?;
+    // A repeat of a named send: its first answer, and nothing stored again.
+    if let Some(answer) = txn::remembered(app, me, r.txn.as_deref()).await? {
+        return Ok(answer);
+    }
     if !app.is_local(&r.to) {
         return send_remote(app, me, r).await;
     }
@@ -31,16 +37,23 @@ pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
         sent_at: now,
         expires_at: now.saturating_add(ttl),
     };
-    app.timed(
-        app.store
-            .direct_enqueue(&row, app.settings.max_offline_messages),
-    )
-    .await?;
-    app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
     let sent = DirectSent {
         id: row.id,
         sent_at: row.sent_at,
     };
+    let cap = app.settings.max_offline_messages;
+    match txn::record(me, r.txn.as_deref(), &Response::DirectSent(sent)) {
+        None => app.timed(app.store.direct_enqueue(&row, cap)).await?,
+        Some(rec) => match app
+            .timed(app.store.direct_enqueue_with_txn(&row, cap, &rec))
+            .await
+        {
+            // A concurrent repeat of this send was stored first.
+            Err(StoreError::TxnSeen) => return txn::replay(app, me, r.txn.as_deref()).await,
+            other => other?,
+        },
+    }
+    app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
     let frame = mobium_client_api::server::encode_event(&Event::Direct(DirectMessage {
         id: row.id,
         from: row.sender,
@@ -64,9 +77,14 @@ async fn send_remote(app: &App, me: &UserId, r: DirectSend) -> Handled {
         ciphertext: r.ciphertext,
         sent_at: sent.sent_at,
     });
-    remote::enqueue(app, vec![remote::item(&r.to.server, &event)]).await?;
+    let answer = Response::DirectSent(sent);
+    let rec = txn::record(me, r.txn.as_deref(), &answer);
+    if !remote::enqueue_named(app, vec![remote::item(&r.to.server, &event)], rec).await? {
+        // A concurrent repeat of this send was queued first.
+        return txn::replay(app, me, r.txn.as_deref()).await;
+    }
     app.metrics.direct_messages.fetch_add(1, Ordering::Relaxed);
-    Ok(Response::DirectSent(sent))
+    Ok(answer)
 }
 
 pub(super) async fn ack(app: &App, me: &UserId, r: DirectAck) -> Handled {

@@ -35,7 +35,7 @@ pub(crate) async fn depart(
         user: user.clone(),
         reason,
     };
-    if remote::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None, None)
         .await?
         .is_none()
     {

@@ -17,9 +17,9 @@ use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, MessageId, UserId};
 
 use super::DomainError;
-use super::remote;
 use super::{App, Handled, err, now_ms, perms};
-use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow};
+use super::{remote, txn};
+use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow, StoreError};
 
 /// A stored message as the wire shows it.
 pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
@@ -35,9 +35,15 @@ pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
     }
 }
 
+/// `message_send`: ordered and committed by the channel's host (here, or queued for it).
 pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     app.check_message(&r.ciphertext)?;
+    txn::check(r.txn.as_deref())?;
+    // A repeat of a named send: its first answer, and nothing stored again.
+    if let Some(answer) = txn::remembered(app, me, r.txn.as_deref()).await? {
+        return Ok(answer);
+    }
     if !app.hosts(&ch.id) {
         // The host checks again when it orders the message; this spares it the obvious cases.
         perms::require(app, &ch, me, Permissions::SEND).await?;
@@ -50,19 +56,31 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
             ciphertext: r.ciphertext,
             reply_to: r.reply_to,
         });
-        remote::enqueue(app, vec![remote::item(&ch.id.host, &event)]).await?;
-        app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
-        return Ok(Response::MessageSent(MessageSent {
+        let answer = Response::MessageSent(MessageSent {
             channel: ch.id.clone(),
             id: origin_id,
             sent_at: now_ms(),
-        }));
+        });
+        let rec = txn::record(me, r.txn.as_deref(), &answer);
+        if !remote::enqueue_named(app, vec![remote::item(&ch.id.host, &event)], rec).await? {
+            // A concurrent repeat of this send was queued first.
+            return txn::replay(app, me, r.txn.as_deref()).await;
+        }
+        app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
+        return Ok(answer);
     }
     // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
-    let sent = send_hosted(app, &ch, me, r.ciphertext, r.reply_to, None)
-        .await?
-        .ok_or_else(|| err::<DomainError>(ErrorCode::Internal, "internal error"))?;
-    Ok(Response::MessageSent(sent))
+    let named = r.txn.as_deref().map(|t| (me, t));
+    match send_hosted(app, &ch, me, r.ciphertext, r.reply_to, None, named).await {
+        Ok(Some(sent)) => Ok(Response::MessageSent(sent)),
+        // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
+        Ok(None) => Err(err(ErrorCode::Internal, "internal error")),
+        // A concurrent repeat of this send was stored first.
+        Err(DomainError::Storage(StoreError::TxnSeen)) => {
+            txn::replay(app, me, r.txn.as_deref()).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// On the host: orders a message by `sender` (a user of this server, or of `origin_id`'s server
@@ -78,6 +96,7 @@ pub(crate) async fn send_hosted(
     ciphertext: Vec<u8>,
     reply_to: Option<MessageId>,
     origin_id: Option<MessageId>,
+    named: Option<(&UserId, &str)>,
 ) -> Result<Option<MessageSent>, DomainError> {
     app.check_message(&ciphertext)?;
     let _order = app.channel_lock(&ch.id).await;
@@ -98,12 +117,15 @@ pub(crate) async fn send_hosted(
         sent_at: row.sent_at,
     };
     let wire = to_wire(row.clone());
+    let rec =
+        named.and_then(|(me, t)| txn::record(me, Some(t), &Response::MessageSent(sent.clone())));
     match remote::host_commit(
         app,
         ch,
         HostedChange::Message(row),
         HostedBody::Message(wire.clone()),
         None,
+        rec.as_ref(),
     )
     .await
     {
@@ -205,7 +227,7 @@ pub(crate) async fn edit_hosted(
         ciphertext: ciphertext.clone(),
         edited_at,
     };
-    if remote::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None, None)
         .await?
         .is_none()
     {
@@ -238,7 +260,7 @@ pub(crate) async fn delete_hosted(
         id,
         deleted_by: deleter.clone(),
     };
-    if remote::host_commit(app, ch, change, body, None)
+    if remote::host_commit(app, ch, change, body, None, None)
         .await?
         .is_none()
     {

@@ -17,6 +17,7 @@ mod presence;
 mod remote;
 mod roles;
 mod session;
+mod txn;
 
 pub(crate) use channels::join_hosted;
 pub(crate) use keys::claim_local;

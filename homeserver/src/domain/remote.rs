@@ -13,7 +13,7 @@ use mobium_spec::{ErrorCode, ServerName, encoding};
 use super::DomainError;
 use super::{App, err, now_ms};
 use crate::outbox::Link;
-use crate::storage::{ChannelRow, HostedChange, OutboxItem};
+use crate::storage::{ChannelRow, ClientTxn, HostedChange, OutboxItem};
 
 /// The federation link, or the error a client gets when federation is off.
 pub(super) fn link(app: &App) -> Result<&Link, DomainError> {
@@ -35,18 +35,28 @@ pub(super) fn item(destination: &ServerName, event: &FedEvent) -> OutboxItem {
 
 /// Queues durable events and wakes their workers.
 pub(super) async fn enqueue(app: &App, items: Vec<OutboxItem>) -> Result<(), DomainError> {
-    if items.is_empty() {
-        return Ok(());
+    enqueue_named(app, items, None).await.map(|_| ())
+}
+
+/// [`enqueue`] for a send named by a client transaction id, recorded in the same database
+/// transaction: `false` (nothing queued) when the id was recorded before.
+pub(super) async fn enqueue_named(
+    app: &App,
+    items: Vec<OutboxItem>,
+    txn: Option<ClientTxn>,
+) -> Result<bool, DomainError> {
+    if items.is_empty() && txn.is_none() {
+        return Ok(true);
     }
     let link = link(app)?;
     let dests: Vec<ServerName> = items.iter().map(|i| i.destination.clone()).collect();
     let start = std::time::Instant::now();
-    link.writer.push(items).await?;
+    let written = link.writer.push(items, txn).await?;
     app.metrics.db_latency(start.elapsed());
     for d in &dests {
         link.outbox.wake(d);
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Servers other than this one with members in the channel.
@@ -73,6 +83,7 @@ pub(super) async fn host_commit(
     change: HostedChange,
     body: HostedBody,
     also: Option<&ServerName>,
+    txn: Option<&ClientTxn>,
 ) -> Result<Option<u64>, DomainError> {
     let mut dests = member_servers(app, ch).await?;
     if let Some(s) = also
@@ -95,7 +106,10 @@ pub(super) async fn host_commit(
         Vec::new()
     };
     let done = app
-        .timed(app.store.commit_hosted(&change, &items, now_ms()))
+        .timed(
+            app.store
+                .commit_hosted_with_txn(&change, &items, now_ms(), txn),
+        )
         .await?;
     if !done {
         return Ok(None);

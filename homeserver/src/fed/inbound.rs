@@ -275,6 +275,7 @@ async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<
         s.ciphertext,
         s.reply_to,
         Some(s.origin_id),
+        None,
     )
     .await
     .map(|_| ())

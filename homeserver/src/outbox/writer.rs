@@ -9,12 +9,17 @@ use mobium_spec::client::ErrorBody;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::now_ms;
-use crate::storage::{OutboxItem, SharedStore};
+use crate::storage::{ClientTxn, OutboxItem, SharedStore};
 
 /// Most requests folded into one transaction.
 const MAX_GROUP: usize = 512;
 
-type Request = (Vec<OutboxItem>, oneshot::Sender<Result<(), ErrorBody>>);
+/// One caller's events, the client transaction id of its send, and where its answer goes.
+type Request = (
+    Vec<OutboxItem>,
+    Option<ClientTxn>,
+    oneshot::Sender<Result<bool, ErrorBody>>,
+);
 
 /// Handle to the writer task.
 #[derive(Clone)]
@@ -30,11 +35,19 @@ impl OutboxWriter {
         OutboxWriter { tx }
     }
 
-    /// Appends `items` durably; returns once they are committed.
-    pub async fn push(&self, items: Vec<OutboxItem>) -> Result<(), ErrorBody> {
+    /// Appends `items` durably, with `txn` recorded in the same transaction; returns once they
+    /// are committed: `true`, or `false` when `txn` was recorded before (nothing written).
+    pub async fn push(
+        &self,
+        items: Vec<OutboxItem>,
+        txn: Option<ClientTxn>,
+    ) -> Result<bool, ErrorBody> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ErrorBody::new(ErrorCode::ShuttingDown, "the server is shutting down");
-        self.tx.send((items, reply)).await.map_err(|_| stopped())?;
+        self.tx
+            .send((items, txn, reply))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -48,13 +61,22 @@ async fn run(store: SharedStore, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let items: Vec<OutboxItem> = group.iter().flat_map(|(i, _)| i.iter().cloned()).collect();
-        let result = store.outbox_push(&items, now_ms()).await.map_err(|e| {
-            tracing::error!(error = %e, requests = group.len(), "outbox append failed");
-            ErrorBody::new(ErrorCode::Internal, "internal error")
-        });
-        for (_, reply) in group {
-            let _ = reply.send(result.clone());
+        let (groups, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|(items, txn, reply)| ((items, txn), reply))
+            .unzip();
+        match store.outbox_push_groups(&groups, now_ms()).await {
+            Ok(written) => {
+                for (reply, w) in replies.into_iter().zip(written) {
+                    let _ = reply.send(Ok(w));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = replies.len(), "outbox append failed");
+                for reply in replies {
+                    let _ = reply.send(Err(ErrorBody::new(ErrorCode::Internal, "internal error")));
+                }
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The recipient's offline queue is at its cap.
     #[error("queue full")]
     QueueFull,
+    /// The client transaction id of a send was recorded before: nothing was written.
+    #[error("client transaction id seen before")]
+    TxnSeen,
     /// The database failed; the cause is logged, never sent to a peer.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -67,6 +70,20 @@ pub struct DirectRow {
     /// Accepted at, Unix ms.
     pub sent_at: u64,
     /// Purged after, Unix ms.
+    pub expires_at: u64,
+}
+
+/// The answer a client's named send got (spec `client/transport.md` §Retrying a send), kept so
+/// that a repeat of the send gets it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTxn {
+    /// Who sent it.
+    pub user: UserId,
+    /// The client's transaction id.
+    pub txn: String,
+    /// The encoded answer (`direct_sent`, `message_sent`).
+    pub answer: Vec<u8>,
+    /// Forgotten after, Unix ms.
     pub expires_at: u64,
 }
 
@@ -321,6 +338,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- to-device queue ----
     /// Queues a message unless the recipient already has `max_queued` messages (`QueueFull`).
     async fn direct_enqueue(&self, row: &DirectRow, max_queued: u32) -> StoreResult<()>;
+    /// [`direct_enqueue`](Self::direct_enqueue), recording `txn` in the same transaction
+    /// (`TxnSeen`, and nothing written, if the user's id was recorded before).
+    async fn direct_enqueue_with_txn(
+        &self,
+        row: &DirectRow,
+        max_queued: u32,
+        txn: &ClientTxn,
+    ) -> StoreResult<()>;
+    /// The answer recorded for a user's client transaction id, if any.
+    async fn client_txn_get(&self, user: &UserId, txn: &str) -> StoreResult<Option<Vec<u8>>>;
     /// The recipient's queued messages with id > `after`, oldest first, at most `limit`.
     async fn direct_pending(
         &self,
@@ -462,7 +489,19 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- federation: outbox ----
     /// Appends events to the outbox, atomically, keeping their order per destination.
-    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()>;
+    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
+        self.outbox_push_groups(&[(items.to_vec(), None)], now)
+            .await
+            .map(|_| ())
+    }
+    /// Appends several callers' events in one transaction (group commit), each group with the
+    /// client transaction id of its send if it has one. Per group: `true` written, `false` its
+    /// id was recorded before (nothing of it written).
+    async fn outbox_push_groups(
+        &self,
+        groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
+        now: u64,
+    ) -> StoreResult<Vec<bool>>;
     /// Applies `change` and appends `items`, in one transaction. Returns what the single
     /// operation would (`true` for `Nothing`, inserted/added/removed/found otherwise); on
     /// `false` (e.g. already a member, no such message) nothing is written, outbox included.
@@ -472,6 +511,17 @@ pub trait Store: Send + Sync + 'static {
         change: &HostedChange,
         items: &[OutboxItem],
         now: u64,
+    ) -> StoreResult<bool> {
+        self.commit_hosted_with_txn(change, items, now, None).await
+    }
+    /// [`commit_hosted`](Self::commit_hosted), recording `txn` in the same transaction
+    /// (`TxnSeen`, and nothing written, if the user's id was recorded before).
+    async fn commit_hosted_with_txn(
+        &self,
+        change: &HostedChange,
+        items: &[OutboxItem],
+        now: u64,
+        txn: Option<&ClientTxn>,
     ) -> StoreResult<bool>;
     /// The oldest pending events for `destination` as (outbox sequence number, event bytes),
     /// in push order, at most `limit`.

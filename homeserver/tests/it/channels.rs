@@ -61,6 +61,7 @@ async fn send(
         channel: ch.clone(),
         ciphertext: body.to_vec(),
         reply_to: None,
+        txn: None,
     }))
     .await
 }

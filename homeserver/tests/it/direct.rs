@@ -15,6 +15,7 @@ async fn send(
     c.request(Request::DirectSend(DirectSend {
         to: to.clone(),
         ciphertext: body.to_vec(),
+        txn: None,
     }))
     .await
 }

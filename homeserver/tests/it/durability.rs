@@ -99,6 +99,7 @@ async fn acknowledged_messages_survive_kill_9(backend: Backend) {
                     channel,
                     ciphertext: i.to_be_bytes().to_vec(),
                     reply_to: None,
+                    txn: None,
                 }))
                 .await
             {

@@ -29,6 +29,7 @@ async fn send_numbered(alice: &Client, to: &UserId, n: u32) {
                     .request(Request::DirectSend(DirectSend {
                         to,
                         ciphertext: i.to_be_bytes().to_vec(),
+                        txn: None,
                     }))
                     .await
             }
@@ -146,6 +147,7 @@ async fn refusal_for_good_is_reported_to_the_sender(backend: Backend) {
         .request(Request::DirectSend(DirectSend {
             to: nobody.clone(),
             ciphertext: b"olm:anyone there?".to_vec(),
+            txn: None,
         }))
         .await
         .unwrap()
@@ -225,6 +227,7 @@ async fn receiver_database_failure_is_retried_not_refused(backend: Backend) {
         .request(Request::DirectSend(DirectSend {
             to: bob.user_id().clone(),
             ciphertext: b"olm:through a hiccup".to_vec(),
+            txn: None,
         }))
         .await
         .unwrap();
@@ -260,6 +263,7 @@ async fn oversized_federated_direct_is_refused_not_queued(backend: Backend) {
         .request(Request::DirectSend(DirectSend {
             to: bob.user_id().clone(),
             ciphertext: vec![7; 10_000],
+            txn: None,
         }))
         .await
         .unwrap()
@@ -276,6 +280,7 @@ async fn oversized_federated_direct_is_refused_not_queued(backend: Backend) {
         .request(Request::DirectSend(DirectSend {
             to: bob.user_id().clone(),
             ciphertext: b"olm:small".to_vec(),
+            txn: None,
         }))
         .await
         .unwrap();

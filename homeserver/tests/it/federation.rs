@@ -121,6 +121,7 @@ async fn cross_server_dm_both_ways(backend: Backend) {
         .request(Request::DirectSend(DirectSend {
             to: bob.user_id().clone(),
             ciphertext: b"olm:hello bob".to_vec(),
+            txn: None,
         }))
         .await
         .unwrap();
@@ -137,6 +138,7 @@ async fn cross_server_dm_both_ways(backend: Backend) {
     bob.request(Request::DirectSend(DirectSend {
         to: alice.user_id().clone(),
         ciphertext: b"olm:hi alice".to_vec(),
+        txn: None,
     }))
     .await
     .unwrap();
@@ -180,6 +182,7 @@ async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageId {
             channel: ch.clone(),
             ciphertext: body.to_vec(),
             reply_to: None,
+            txn: None,
         }))
         .await
         .unwrap()
@@ -348,7 +351,8 @@ async fn channel_across_three_servers(backend: Backend) {
             .request(Request::MessageSend(MessageSend {
                 channel: ch.clone(),
                 ciphertext: b"x".to_vec(),
-                reply_to: None
+                reply_to: None,
+                txn: None,
             }))
             .await
             .is_err()
@@ -384,6 +388,7 @@ async fn queued_events_reach_a_restarted_peer_once_in_order(backend: Backend) {
             .request(Request::DirectSend(DirectSend {
                 to: bob_id.clone(),
                 ciphertext: i.to_be_bytes().to_vec(),
+                txn: None,
             }))
             .await
             .unwrap();
@@ -494,6 +499,7 @@ async fn killed_sender_delivers_every_acknowledged_message(backend: Backend) {
                 .request(Request::DirectSend(DirectSend {
                     to,
                     ciphertext: i.to_be_bytes().to_vec(),
+                    txn: None,
                 }))
                 .await
                 .is_ok()

@@ -49,6 +49,7 @@ async fn info_health_and_metrics(backend: Backend) {
         channel: ch.channel,
         ciphertext: vec![1],
         reply_to: None,
+        txn: None,
     }))
     .await
     .unwrap();

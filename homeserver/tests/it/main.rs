@@ -22,3 +22,4 @@ mod races;
 mod sdk;
 mod startup;
 mod transport;
+mod txn;

@@ -68,6 +68,7 @@ async fn send_racing_a_kick_is_never_ordered_after_it(backend: Backend) {
                         channel: ch,
                         ciphertext: vec![round, n as u8, i],
                         reply_to: None,
+                        txn: None,
                     }))
                     .await
                 }));

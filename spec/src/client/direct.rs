@@ -18,6 +18,10 @@ pub struct DirectSend {
     /// Olm ciphertext.
     #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
+    /// The client's name for this send ([`MAX_TXN_BYTES`](super::MAX_TXN_BYTES) at most): a
+    /// repeat with the same `txn` gets the first answer and stores nothing again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
 }
 
 /// The message is stored (durably) and will be delivered.

@@ -19,6 +19,10 @@ pub struct MessageSend {
     pub ciphertext: Vec<u8>,
     /// The message this one answers, if any.
     pub reply_to: Option<MessageId>,
+    /// The client's name for this send ([`MAX_TXN_BYTES`](super::MAX_TXN_BYTES) at most): a
+    /// repeat with the same `txn` gets the first answer and stores nothing again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
 }
 
 /// The message is committed (it survives a crash from now on). For a channel hosted on another

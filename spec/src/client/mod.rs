@@ -35,6 +35,8 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_KEYS_PER_UPLOAD: usize = 100;
 /// Most ids in one acknowledgement.
 pub const MAX_ACK_IDS: usize = 1000;
+/// Longest client transaction id (`txn` of `message_send` and `direct_send`), in bytes.
+pub const MAX_TXN_BYTES: usize = 64;
 /// Longest key id, role name or registration token, in bytes.
 pub const MAX_SHORT_TEXT: usize = 64;
 /// A `keys_low` event is pushed when the one-time key count drops below this.

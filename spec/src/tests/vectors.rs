@@ -291,6 +291,7 @@ fn frame_vectors() {
                     channel: channel.clone(),
                     ciphertext: vec![1, 2, 3],
                     reply_to: None,
+                    txn: None,
                 }),
             };
             (

@@ -17,7 +17,7 @@ use super::{
     Connection, DIRECT_ACK, Executor, FAILURES_ACK, Pool, begin_write, id_list, lock_queue,
 };
 use crate::storage::codec::{self, DirectTuple, FailureTuple, sql_u64};
-use crate::storage::{DirectFailureRow, DirectRow, StoreError, StoreResult};
+use crate::storage::{ClientTxn, DirectFailureRow, DirectRow, StoreError, StoreResult};
 
 /// Queues `row` unless the recipient already has `max_queued` messages: the count and the
 /// insert are one statement (`QueueFull` when it inserted nothing).
@@ -162,7 +162,26 @@ pub(super) async fn direct_purge_expired(pool: &Pool, now: u64) -> StoreResult<u
         .bind(sql_u64(now))
         .execute(pool)
         .await?;
+    super::txns::purge(pool, now).await?;
     Ok(done.rows_affected())
+}
+
+/// A local enqueue named by a client transaction id: the id is recorded in the enqueue's own
+/// transaction (`TxnSeen`, and nothing written, if it was recorded before).
+pub(super) async fn direct_enqueue_with_txn(
+    pool: &Pool,
+    row: &DirectRow,
+    max_queued: u32,
+    txn: &ClientTxn,
+) -> StoreResult<()> {
+    let mut tx = begin_write(pool).await?;
+    lock_queue(&mut tx, &row.recipient.to_string()).await?;
+    if !super::txns::record(&mut tx, txn).await? {
+        return Err(StoreError::TxnSeen);
+    }
+    insert_capped(&mut *tx, row, max_queued).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Queues several messages from `origin` in ONE transaction (one commit for a whole federation

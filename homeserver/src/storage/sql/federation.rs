@@ -18,9 +18,12 @@ use mobium_spec::{ChannelId, ServerName};
 
 use super::{
     Connection, OUTBOX_DELETE, Pool, begin_write, channels, direct, id_list, lock_outbox, messages,
+    txns,
 };
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
-use crate::storage::{ChannelRow, DirectFailureRow, HostedChange, OutboxItem, StoreResult};
+use crate::storage::{
+    ChannelRow, ClientTxn, DirectFailureRow, HostedChange, OutboxItem, StoreError, StoreResult,
+};
 
 pub(super) async fn channel_put(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
     sqlx::query(
@@ -63,14 +66,33 @@ pub(super) async fn channel_set_last_seq(
     Ok(())
 }
 
-pub(super) async fn outbox_push(pool: &Pool, items: &[OutboxItem], now: u64) -> StoreResult<()> {
-    if items.is_empty() {
-        return Ok(());
+pub(super) async fn outbox_push_groups(
+    pool: &Pool,
+    groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
+    now: u64,
+) -> StoreResult<Vec<bool>> {
+    let mut written = Vec::with_capacity(groups.len());
+    if groups
+        .iter()
+        .all(|(items, txn)| items.is_empty() && txn.is_none())
+    {
+        written.resize(groups.len(), true);
+        return Ok(written);
     }
     let mut tx = begin_write(pool).await?;
-    append(&mut tx, items, now).await?;
+    for (items, txn) in groups {
+        // A group whose transaction id was recorded before writes nothing.
+        let fresh = match txn {
+            Some(t) => txns::record(&mut tx, t).await?,
+            None => true,
+        };
+        if fresh {
+            append(&mut tx, items, now).await?;
+        }
+        written.push(fresh);
+    }
     tx.commit().await?;
-    Ok(())
+    Ok(written)
 }
 
 pub(super) async fn commit_hosted(
@@ -78,8 +100,14 @@ pub(super) async fn commit_hosted(
     change: &HostedChange,
     items: &[OutboxItem],
     now: u64,
+    txn: Option<&ClientTxn>,
 ) -> StoreResult<bool> {
     let mut tx = begin_write(pool).await?;
+    if let Some(t) = txn
+        && !txns::record(&mut tx, t).await?
+    {
+        return Err(StoreError::TxnSeen);
+    }
     if !apply(&mut tx, change).await? {
         // Nothing to announce: dropping the transaction rolls it back.
         return Ok(false);

@@ -32,6 +32,7 @@ mod messages;
 mod meta;
 mod roles;
 mod store;
+mod txns;
 mod users;
 
 pub(super) use direct::insert_capped;

@@ -4,10 +4,11 @@
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
 use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
 
-use super::{Backend, NAME, channels, direct, federation, messages, meta, roles, users};
+use super::{Backend, NAME, channels, direct, federation, messages, meta, roles, txns, users};
 use crate::storage::{
-    ChannelRow, ClaimedKeys, DirectFailureRow, DirectRow, HistoryQuery, HostedChange, InviteRow,
-    InviteUse, MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store, StoreResult,
+    ChannelRow, ClaimedKeys, ClientTxn, DirectFailureRow, DirectRow, HistoryQuery, HostedChange,
+    InviteRow, InviteUse, MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store,
+    StoreResult,
 };
 
 #[async_trait::async_trait]
@@ -85,6 +86,19 @@ impl Store for Backend {
 
     async fn direct_enqueue(&self, row: &DirectRow, max_queued: u32) -> StoreResult<()> {
         super::direct_enqueue(&self.pool, row, max_queued).await
+    }
+
+    async fn direct_enqueue_with_txn(
+        &self,
+        row: &DirectRow,
+        max_queued: u32,
+        txn: &ClientTxn,
+    ) -> StoreResult<()> {
+        direct::direct_enqueue_with_txn(&self.pool, row, max_queued, txn).await
+    }
+
+    async fn client_txn_get(&self, user: &UserId, txn: &str) -> StoreResult<Option<Vec<u8>>> {
+        txns::client_txn_get(&self.pool, user, txn).await
     }
 
     async fn direct_pending(
@@ -306,17 +320,22 @@ impl Store for Backend {
 
     // ---- federation: outbox ----
 
-    async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
-        federation::outbox_push(&self.pool, items, now).await
+    async fn outbox_push_groups(
+        &self,
+        groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
+        now: u64,
+    ) -> StoreResult<Vec<bool>> {
+        federation::outbox_push_groups(&self.pool, groups, now).await
     }
 
-    async fn commit_hosted(
+    async fn commit_hosted_with_txn(
         &self,
         change: &HostedChange,
         items: &[OutboxItem],
         now: u64,
+        txn: Option<&ClientTxn>,
     ) -> StoreResult<bool> {
-        federation::commit_hosted(&self.pool, change, items, now).await
+        federation::commit_hosted(&self.pool, change, items, now, txn).await
     }
 
     async fn outbox_peek(

@@ -1,0 +1,14 @@
+-- Mobium schema, version 5 (SQLite): client transaction ids.
+--
+-- A client may name a send (`message_send`, `direct_send`) with a transaction id of its
+-- choosing (`txn`). The answer the send got is kept here, written in the same database
+-- transaction as the send itself, so a send repeated after a lost answer gets the original answer
+-- and stores nothing twice. Rows are forgotten after 24 hours.
+CREATE TABLE client_txns (
+    user_id    TEXT    NOT NULL,
+    txn        TEXT    NOT NULL,
+    answer     BLOB   NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, txn)
+) STRICT;
+CREATE INDEX client_txns_by_expiry ON client_txns (expires_at);
