@@ -4,13 +4,14 @@
 //! homeservers and accepts their connections. Everything a homeserver needs from the network side
 //! of federation lives here, and nothing of its domain logic:
 //!
-//! - **Transport and identity** (`tls.rs`): each side presents a self-signed
+//! - **Transport and identity** (`quic/tls.rs`): each side presents a self-signed
 //!   certificate whose key *is* its Ed25519 server key; the dialler accepts the peer only if that
 //!   key is the one discovery returned for the name it dialled, and the acceptor checks every
 //!   request's `origin` against the key of the client certificate. No web PKI.
 //! - **Framing**: one bidirectional stream per request, a 4-byte big-endian length and a
 //!   MessagePack [`SignedEnvelope`](mobium_spec::SignedEnvelope) each way.
-//! - **Validation** of incoming requests in the spec's order (size, decode, destination, origin
+//! - **Validation** (`protocol.rs`, free of I/O and tested with a fake clock; the QUIC side in
+//!   `quic/`) of incoming requests in the spec's order (size, decode, destination, origin
 //!   key, signature, timestamp, replay), each refusal answered with a signed error.
 //! - **Discovery** of a server name: static peers, then DNS (SRV + TXT), then `/.well-known/mobium`,
 //!   with a positive and a negative cache.
@@ -22,17 +23,13 @@
 
 mod config;
 mod discovery;
-mod endpoint;
 mod error;
-mod frame;
 mod handler;
-mod inbound;
 mod node;
-mod outbound;
-mod pool;
+mod protocol;
+mod quic;
 mod replay;
 mod stats;
-mod tls;
 mod wellknown;
 
 pub use config::{

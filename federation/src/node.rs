@@ -1,8 +1,8 @@
 //! The federation endpoint ([`Federation`]): bind, serve, the public sending API, stats and
 //! shutdown.
 //!
-//! One quinn endpoint per server both accepts (`inbound.rs`) and dials (`outbound.rs`). The shared
-//! state lives in [`Inner`](crate::endpoint::Inner); [`Federation`] is a cheap handle to it.
+//! One quinn endpoint per server both accepts (`quic/inbound.rs`) and dials (`quic/outbound.rs`). The shared
+//! state lives in [`Inner`](crate::quic::endpoint::Inner); [`Federation`] is a cheap handle to it.
 //! Like quinn's `Endpoint` and its `accept()`, binding and serving are two steps: [`bind`]
 //! returns the sending handle (so the homeserver can build its state around it), and [`serve`]
 //! then runs the accept loop with the handler. The accept loop holds the handler, not the
@@ -26,14 +26,15 @@ use quinn::crypto::rustls::QuicServerConfig;
 
 use crate::config::FedConfig;
 use crate::discovery::{Discovery, PeerInfo};
-use crate::endpoint::{InFlight, Inner, transport_config};
 use crate::error::FedError;
 use crate::handler::FederationHandler;
-use crate::pool::Pool;
+use crate::now_ms;
+use crate::quic::endpoint::{InFlight, Inner, transport_config};
+use crate::quic::inbound;
+use crate::quic::pool::Pool;
+use crate::quic::tls::{self, Identity};
 use crate::replay::{self, ReplayCache};
 use crate::stats::FedStats;
-use crate::tls::{self, Identity};
-use crate::{inbound, now_ms};
 
 /// How long shutdown waits for requests being handled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

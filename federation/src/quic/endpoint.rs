@@ -13,10 +13,10 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use tokio::sync::Notify;
 
 use crate::discovery::Discovery;
-use crate::pool::Pool;
+use crate::quic::pool::Pool;
+use crate::quic::tls::Identity;
 use crate::replay::ReplayCache;
 use crate::stats::Counters;
-use crate::tls::Identity;
 
 /// Connections without traffic are closed after this long.
 pub(crate) const IDLE_TIMEOUT_MS: u32 = 60_000;

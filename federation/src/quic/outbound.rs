@@ -18,18 +18,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mobium_spec::federation::{FedBody, FedRequest, FedResponse, FedResponseBody};
+use mobium_spec::federation::{FedBody, FedResponse, FedResponseBody};
 use mobium_spec::{Domain, ServerName, SignedEnvelope};
 use quinn::VarInt;
 use quinn::crypto::rustls::QuicClientConfig;
 use tracing::Instrument;
 
 use crate::discovery::PeerInfo;
-use crate::endpoint::Inner;
 use crate::error::FedError;
-use crate::frame::{self, PREFIX_LEN, ReadError};
 use crate::now_ms;
-use crate::pool::Pooled;
+use crate::protocol;
+use crate::quic::endpoint::Inner;
+use crate::quic::frame::{self, PREFIX_LEN, ReadError};
+use crate::quic::pool::Pooled;
 use crate::stats::Counters;
 
 /// A connection that receives no packet at all for this long after we sent a request is dead.
@@ -92,14 +93,14 @@ impl Inner {
         txn_id: u64,
         body: FedBody,
     ) -> Result<FedResponseBody, FedError> {
-        let request = FedRequest {
-            origin: self.name.clone(),
-            destination: destination.clone(),
+        let envelope = protocol::seal_request(
+            &self.keypair,
+            &self.name,
+            destination,
             txn_id,
-            ts: now_ms(),
+            now_ms(),
             body,
-        };
-        let envelope = SignedEnvelope::sign(Domain::FederationFrame, &request, &self.keypair);
+        );
         let frame = frame::encode(&envelope);
         if frame.len() - PREFIX_LEN > self.max_frame {
             return Err(FedError::Protocol(format!(
@@ -109,33 +110,7 @@ impl Inner {
             )));
         }
         let (answer, peer) = self.exchange(destination, &frame).await?;
-        let response: FedResponse = answer
-            .verify(Domain::FederationFrame, &peer.key)
-            .map_err(|e| FedError::Protocol(format!("answer: {e}")))?;
-        if response.origin != *destination {
-            return Err(FedError::Protocol(format!(
-                "answer from {} instead of {destination}",
-                response.origin
-            )));
-        }
-        if response.destination != self.name {
-            return Err(FedError::Protocol(format!(
-                "answer addressed to {}",
-                response.destination
-            )));
-        }
-        let unreadable_refusal =
-            response.txn_id == 0 && matches!(response.body, FedResponseBody::Error(_));
-        if response.txn_id != txn_id && !unreadable_refusal {
-            return Err(FedError::Protocol(format!(
-                "answer for txn_id {} instead of {txn_id}",
-                response.txn_id
-            )));
-        }
-        match response.body {
-            FedResponseBody::Error(error) => Err(FedError::Rejected(error)),
-            body => Ok(body),
-        }
+        protocol::open_response(&answer, &peer.key, destination, &self.name, txn_id)
     }
 
     /// Sends a prepared envelope; see [`Federation::send_envelope`](crate::Federation::send_envelope).
@@ -288,7 +263,7 @@ impl Inner {
                 ));
             }
         };
-        if !crate::tls::alpn_ok(&conn) {
+        if !crate::quic::tls::alpn_ok(&conn) {
             conn.close(VarInt::from_u32(1), b"ALPN mobium-fed/1 required");
             return Err((
                 FedError::Unreachable("peer did not negotiate mobium-fed/1".into()),

@@ -24,21 +24,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mobium_spec::client::ErrorBody;
-use mobium_spec::federation::{
-    FedBody, FedRequest, FedResponse, FedResponseBody, MAX_EVENTS_PER_TXN, Query,
-};
-use mobium_spec::{Domain, ErrorCode, PublicKey, ServerName, SignedEnvelope};
+use mobium_spec::federation::{FedBody, FedResponseBody, MAX_EVENTS_PER_TXN, Query};
+use mobium_spec::{ErrorCode, PublicKey, ServerName};
 use quinn::VarInt;
-use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::endpoint::Inner;
-use crate::frame::{self, ReadError};
 use crate::handler::FederationHandler;
 use crate::now_ms;
+use crate::protocol;
+use crate::quic::endpoint::Inner;
+use crate::quic::frame::{self, ReadError};
+use crate::quic::tls;
 use crate::stats::Counters;
-use crate::tls;
 
 /// What we know about one incoming connection.
 struct Peer {
@@ -145,14 +142,14 @@ async fn handle_stream(
         let _ = send.finish();
         return;
     };
-    let response = FedResponse {
-        origin: inner.name.clone(),
-        destination: reply.destination,
-        txn_id: reply.txn_id,
-        ts: now_ms(),
-        body: reply.body,
-    };
-    let envelope = SignedEnvelope::sign(Domain::FederationFrame, &response, &inner.keypair);
+    let envelope = protocol::seal_response(
+        &inner.keypair,
+        &inner.name,
+        reply.destination,
+        reply.txn_id,
+        now_ms(),
+        reply.body,
+    );
     if let Err(e) = send.write_all(&frame::encode(&envelope)).await {
         tracing::debug!(error = %e, "answer not delivered");
         return;
@@ -192,7 +189,7 @@ async fn process(inner: &Responder, peer: &Peer, recv: &mut quinn::RecvStream) -
         }
     };
     Counters::inc(&inner.counters.requests_received);
-    let (envelope, request) = match decode(&bytes) {
+    let (envelope, request) = match protocol::open_request(&bytes) {
         Ok(decoded) => decoded,
         Err((txn_id, message)) => {
             return refuse(
@@ -209,27 +206,15 @@ async fn process(inner: &Responder, peer: &Peer, recv: &mut quinn::RecvStream) -
     let refuse_origin =
         |code, message: String| refuse(inner, Some(origin.clone()), txn_id, code, message);
 
-    if request.destination != inner.name {
-        let message = format!("this is {}, not {}", inner.name, request.destination);
-        return refuse_origin(ErrorCode::FedWrongDestination, message);
+    if let Err(r) = protocol::check_destination(&inner.name, &request) {
+        return refuse_origin(r.code, r.message);
     }
     if let Err(message) = origin_key(inner, &origin, peer.key).await {
         return refuse_origin(ErrorCode::FedUnknownKey, message);
     }
-    if !peer.key.verify(
-        Domain::FederationFrame,
-        &envelope.payload,
-        &envelope.signature,
-    ) {
-        return refuse_origin(
-            ErrorCode::FedBadSignature,
-            "signature does not verify".into(),
-        );
-    }
-    let now = now_ms();
     let window = u64::try_from(inner.window.as_millis()).unwrap_or(u64::MAX);
-    if now.abs_diff(request.ts) > window {
-        return refuse_origin(ErrorCode::FedStale, "timestamp outside window".into());
+    if let Err(r) = protocol::check_signed(&envelope, &request, &peer.key, now_ms(), window) {
+        return refuse_origin(r.code, r.message);
     }
 
     // The request is authentic from here on.
@@ -264,23 +249,6 @@ async fn process(inner: &Responder, peer: &Peer, recv: &mut quinn::RecvStream) -
         txn_id,
         body,
     })
-}
-
-/// Decodes the envelope and its payload; on failure the `txn_id` to answer with (0 if unreadable).
-fn decode(bytes: &[u8]) -> Result<(SignedEnvelope, FedRequest), (u64, String)> {
-    let envelope = frame::decode(bytes).map_err(|e| (0, format!("envelope: {e}")))?;
-    match envelope.peek::<FedRequest>() {
-        Ok(request) => Ok((envelope, request)),
-        Err(e) => {
-            /// Just the id, from a payload that is a map but not a valid request.
-            #[derive(Deserialize)]
-            struct IdOnly {
-                txn_id: u64,
-            }
-            let txn_id = envelope.peek::<IdOnly>().map(|h| h.txn_id).unwrap_or(0);
-            Err((txn_id, format!("request: {e}")))
-        }
-    }
 }
 
 /// Step 4: the key discovery gives for `origin` must be the connection's certificate key. A
@@ -355,6 +323,6 @@ fn refuse(
     Some(Reply {
         destination: destination?,
         txn_id,
-        body: FedResponseBody::Error(ErrorBody::new(code, message)),
+        body: protocol::refusal_body(protocol::Refusal { code, message }),
     })
 }
