@@ -19,25 +19,11 @@ use crate::storage::{ChannelRow, HostedChange, InviteRow, InviteUse};
 
 /// Invite codes: 16 random bytes as 22 characters of unpadded base64url.
 fn new_invite_code() -> Result<String, DomainError> {
+    use base64::Engine as _;
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|_| err::<DomainError>(ErrorCode::Internal, "internal error"))?;
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bits: u32 = 0;
-    let mut nbits = 0;
-    let mut out = String::with_capacity(22);
-    for b in bytes {
-        bits = (bits << 8) | u32::from(b);
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(char::from(ALPHABET[((bits >> nbits) & 63) as usize]));
-        }
-    }
-    if nbits > 0 {
-        out.push(char::from(ALPHABET[((bits << (6 - nbits)) & 63) as usize]));
-    }
-    Ok(out)
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 async fn info(app: &App, ch: &ChannelRow) -> Result<ChannelInfo, DomainError> {
@@ -50,6 +36,7 @@ async fn info(app: &App, ch: &ChannelRow) -> Result<ChannelInfo, DomainError> {
     })
 }
 
+/// `channel_create`: a new channel hosted here, its creator the owner and first member.
 pub(super) async fn create(app: &App, me: &UserId, r: ChannelCreate) -> Handled {
     if r.metadata.len() > MAX_METADATA_BYTES {
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
@@ -68,6 +55,7 @@ pub(super) async fn create(app: &App, me: &UserId, r: ChannelCreate) -> Handled 
     Ok(Response::ChannelCreated(ChannelCreated { channel: id }))
 }
 
+/// `channel_update`: replaces the encrypted metadata (needs `manage_channel`).
 pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled {
     if r.metadata.len() > MAX_METADATA_BYTES {
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
@@ -90,6 +78,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     Ok(Response::Ok)
 }
 
+/// `channel_list`: the channels the caller is a member of.
 pub(super) async fn list(app: &App, me: &UserId) -> Handled {
     let mut channels = Vec::new();
     for ch in app.store.channels_of(me).await? {
@@ -98,6 +87,7 @@ pub(super) async fn list(app: &App, me: &UserId) -> Handled {
     Ok(Response::Channels(Channels { channels }))
 }
 
+/// `invite_create`: an invite link, with optional use limit and expiry (needs `create_invite`).
 pub(super) async fn invite_create(app: &App, me: &UserId, r: InviteCreate) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     require_hosted(app, &ch)?;
@@ -142,6 +132,7 @@ fn invite_info(row: InviteRow) -> InviteInfo {
     }
 }
 
+/// `invite_revoke`: the invite can no longer be used.
 pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Handled {
     let row = app
         .store
@@ -157,6 +148,7 @@ pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Ha
     Ok(Response::Ok)
 }
 
+/// `invite_list`: a channel's invites that can still be used.
 pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     require_hosted(app, &ch)?;
@@ -167,6 +159,7 @@ pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handle
     }))
 }
 
+/// `channel_join`: joins with an invite code, here or through the host's server.
 pub(super) async fn join(app: &App, me: &UserId, r: ChannelJoin) -> Handled {
     let (code, host) = match r.code.split_once('@') {
         None => (r.code.as_str(), None),

@@ -87,6 +87,7 @@ async fn send_remote(app: &App, me: &UserId, r: DirectSend) -> Handled {
     Ok(answer)
 }
 
+/// `direct_ack`: deletes the caller's delivered to-device messages and failure notices.
 pub(super) async fn ack(app: &App, me: &UserId, r: DirectAck) -> Handled {
     if r.ids.len() > MAX_ACK_IDS {
         return Err(err(

@@ -27,6 +27,7 @@ fn check(owner: &UserId, kind: PrekeyKind, key: &Prekey) -> Result<(), DomainErr
     Ok(())
 }
 
+/// `keys_upload`: publishes identity, signed, fallback and one-time keys (signatures checked).
 pub(super) async fn upload(app: &App, me: &UserId, r: KeysUpload) -> Handled {
     if r.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
         return Err(err(
@@ -61,10 +62,12 @@ pub(super) async fn upload(app: &App, me: &UserId, r: KeysUpload) -> Handled {
     Ok(Response::KeysCount(app.store.keys_count(&me.key).await?))
 }
 
+/// `keys_count`: how many one-time keys are left and whether a fallback key is published.
 pub(super) async fn count(app: &App, me: &UserId) -> Handled {
     Ok(Response::KeysCount(app.store.keys_count(&me.key).await?))
 }
 
+/// `keys_claim`: a key bundle of a user, here or from their server.
 pub(super) async fn claim(app: &App, me: &UserId, r: KeysClaim) -> Handled {
     if app.is_local(&r.user) {
         return claim_local(app, &r.user).await.map(Response::KeyBundle);

@@ -58,6 +58,7 @@ pub(crate) async fn depart(
     Ok(())
 }
 
+/// `channel_leave`: the caller leaves (the host orders it).
 pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     if app.store.member_joined_at(&ch.id, me).await?.is_none() {
@@ -78,6 +79,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     Ok(Response::Ok)
 }
 
+/// `channel_kick` / `channel_ban`: removes a member (needs `kick` / `ban`).
 pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     require_hosted(app, &ch)?;
@@ -115,6 +117,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
     Ok(Response::Ok)
 }
 
+/// `channel_unban`: lifts a ban (needs `ban`).
 pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     require_hosted(app, &ch)?;
@@ -125,6 +128,7 @@ pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
     Ok(Response::Ok)
 }
 
+/// `channel_members`: the members, from the host when the channel lives elsewhere.
 pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::VIEW).await?;
@@ -168,6 +172,7 @@ pub(crate) async fn member_list(app: &App, ch: &ChannelRow) -> Result<Members, D
     })
 }
 
+/// `channel_permissions`: the caller's effective permissions in a channel.
 pub(super) async fn permissions(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     let p = perms::require(app, &ch, me, Permissions::NONE).await?;

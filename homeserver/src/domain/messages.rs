@@ -139,6 +139,7 @@ pub(crate) async fn send_hosted(
     Ok(Some(sent))
 }
 
+/// `history`: a page of a channel's messages, from the host when it lives elsewhere.
 pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::VIEW).await?;
@@ -274,6 +275,7 @@ pub(crate) async fn delete_hosted(
     perms::fan_out(app, ch, &encode_event(&ev)).await
 }
 
+/// `message_edit`: replaces a message's ciphertext (its sender, or `manage_messages`).
 pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     if app.hosts(&ch.id) {
@@ -292,6 +294,7 @@ pub(super) async fn edit(app: &App, me: &UserId, r: MessageEdit) -> Handled {
     Ok(Response::Ok)
 }
 
+/// `message_delete`: deletes a message (its sender, or `manage_messages`).
 pub(super) async fn delete(app: &App, me: &UserId, r: MessageRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     if app.hosts(&ch.id) {

@@ -61,6 +61,7 @@ pub(super) async fn broadcast(app: &App, user: &UserId, status: PresenceStatus) 
     );
 }
 
+/// `presence_set`: the caller's status, told to everyone who shares a channel with them.
 pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
     if let Some(visible) = app.hub.set_status(&me.key, r.status) {
         broadcast(app, me, visible).await;
@@ -68,6 +69,7 @@ pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
     Ok(Response::Ok)
 }
 
+/// `presence_list`: the status of everyone the caller shares a channel with.
 pub(super) async fn list(app: &App, me: &UserId) -> Handled {
     // Presence of users on other servers arrives as ephemeral events and is not kept.
     let entries = co_members(app, me)
@@ -82,6 +84,7 @@ pub(super) async fn list(app: &App, me: &UserId) -> Handled {
     Ok(Response::Presences(Presences { entries }))
 }
 
+/// `typing`: a typing notice to the channel's other members (never stored).
 pub(super) async fn typing(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::SEND).await?;

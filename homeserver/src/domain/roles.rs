@@ -47,6 +47,7 @@ fn check_name(name: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// `role_create`: a server-wide role (needs `manage_roles`).
 pub(super) async fn create(app: &App, me: &UserId, r: RoleCreate) -> Handled {
     check_name(&r.name)?;
     may_manage(app, me, r.permissions).await?;
@@ -58,6 +59,7 @@ pub(super) async fn create(app: &App, me: &UserId, r: RoleCreate) -> Handled {
     }))
 }
 
+/// `role_update`: renames a role or changes its permissions (needs `manage_roles`).
 pub(super) async fn update(app: &App, me: &UserId, r: RoleUpdate) -> Handled {
     if let Some(n) = &r.name {
         check_name(n)?;
@@ -82,6 +84,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: RoleUpdate) -> Handled {
     Ok(Response::Role(role(updated)))
 }
 
+/// `role_delete`: deletes a role (needs `manage_roles`).
 pub(super) async fn delete(app: &App, me: &UserId, r: RoleRef) -> Handled {
     if r.role == EVERYONE_ROLE {
         return Err(err(
@@ -100,11 +103,13 @@ pub(super) async fn delete(app: &App, me: &UserId, r: RoleRef) -> Handled {
     Ok(Response::Ok)
 }
 
+/// `role_list`: every role.
 pub(super) async fn list(app: &App) -> Handled {
     let roles = app.store.roles().await?.into_iter().map(role).collect();
     Ok(Response::Roles(Roles { roles }))
 }
 
+/// `role_grant` / `role_revoke`: gives or takes a role (needs `manage_roles`).
 pub(super) async fn grant(app: &App, me: &UserId, r: RoleGrant, give: bool) -> Handled {
     if r.role == EVERYONE_ROLE {
         return Err(err(
@@ -134,6 +139,7 @@ fn target(t: OverrideTarget) -> OverrideTargetRow {
     }
 }
 
+/// `override_set`: a channel's permission override for a role or member.
 pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     super::channels::require_hosted(app, &ch)?;
@@ -159,6 +165,7 @@ pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Hand
     Ok(Response::Ok)
 }
 
+/// `override_clear`: removes a channel's permission override.
 pub(super) async fn override_clear(app: &App, me: &UserId, r: OverrideClear) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     super::channels::require_hosted(app, &ch)?;

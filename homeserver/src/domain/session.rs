@@ -12,6 +12,7 @@ use super::{App, Policy, err, now_ms, presence};
 /// How many queued messages are read per batch while draining.
 const DRAIN_BATCH: u32 = 256;
 
+/// `auth`: the registration policy, then the connection is registered for live events.
 pub(crate) async fn authenticate(
     app: &App,
     conn: &Connection,
@@ -149,6 +150,7 @@ async fn drain_failures(app: &App, conn: &Connection, me: &UserId) {
     }
 }
 
+/// A connection closed: on the user's last one, presence goes offline for others.
 pub(crate) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey) {
     if app.hub.unregister(user, conn.id()) {
         app.rate.forget(user);

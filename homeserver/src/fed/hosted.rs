@@ -17,6 +17,7 @@ use crate::storage::{MessageRow, StoreError};
 /// How long the host should wait before resending events of a channel we have no copy of yet.
 pub(super) const UNKNOWN_CHANNEL_RETRY_MS: u64 = 500;
 
+/// A `hosted` event from a channel's host, applied to this server's copy in `seq` order.
 pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Outcome {
     if h.channel.host != *origin {
         return Outcome::Refused(err(

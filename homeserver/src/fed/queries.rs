@@ -9,6 +9,7 @@ use mobium_spec::{ErrorCode, PROTOCOL_VERSION, ServerName};
 use crate::domain::{self, App, DomainError, err, perms};
 use crate::storage::HistoryQuery;
 
+/// A verified query (`ping`, `claim_keys`, `profile`, `join_channel`, `history`, `members`).
 pub(super) async fn answer(
     app: &App,
     origin: &ServerName,
