@@ -250,6 +250,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         let _ = purge.await;
         if let Some(link) = app_for_shutdown.federation() {
+            link.outbox.stopped(DRAIN_TIMEOUT).await;
             link.federation.shutdown().await;
         }
         store.close().await;

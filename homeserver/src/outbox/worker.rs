@@ -72,6 +72,8 @@ pub struct Outbox {
     federation: Federation,
     notices: Notices,
     workers: Mutex<HashMap<ServerName, Arc<Worker>>>,
+    /// The workers' tasks, owned here so shutdown can wait for them.
+    tasks: Mutex<tokio::task::JoinSet<()>>,
     backoff_cap: Duration,
     shutdown: watch::Receiver<bool>,
     me: Weak<Outbox>,
@@ -162,6 +164,7 @@ impl Outbox {
             federation,
             notices,
             workers: Mutex::new(HashMap::new()),
+            tasks: Mutex::default(),
             backoff_cap,
             shutdown,
             me: me.clone(),
@@ -190,9 +193,22 @@ impl Outbox {
         if let Some(me) = self.me.upgrade() {
             let dest = dest.clone();
             let w2 = w.clone();
-            tokio::spawn(async move { me.run(dest, w2).await });
+            self.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .spawn(async move { me.run(dest, w2).await });
         }
         w
+    }
+
+    /// Waits (up to `limit`) for every worker to stop after the shutdown signal; a worker in the
+    /// middle of a delivery finishes it first (its events stay in the outbox either way).
+    pub async fn stopped(&self, limit: Duration) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("outbox workers still delivering at shutdown; stopping them");
+        }
     }
 
     /// New events for `dest` were committed.
