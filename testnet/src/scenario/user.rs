@@ -170,6 +170,45 @@ impl User {
         })
     }
 
+    /// The channel's newest `n` messages from history, decrypted, oldest first: what a client
+    /// reads for the time it was not connected (live events only reach open connections).
+    pub async fn recent_messages(
+        &self,
+        channel: &ChannelId,
+        n: usize,
+    ) -> anyhow::Result<Vec<Received>> {
+        let mut out: Vec<Received> = Vec::new();
+        let mut before = None;
+        while out.len() < n {
+            let (page, more) = self
+                .messenger
+                .history(History {
+                    channel: channel.clone(),
+                    before,
+                    after: None,
+                    limit: None,
+                })
+                .await?;
+            before = page.iter().map(|m| m.id).min();
+            let mut page: Vec<Received> = page
+                .into_iter()
+                .map(|m| Received {
+                    id: m.id,
+                    sender: m.sender,
+                    text: text_of(&m.decryption),
+                    decrypted: m.decryption.text().is_some(),
+                })
+                .collect();
+            page.append(&mut out);
+            out = page;
+            if !more || before.is_none() {
+                break;
+            }
+        }
+        let skip = out.len().saturating_sub(n);
+        Ok(out.split_off(skip))
+    }
+
     /// The channel's stored messages as the server holds them (raw ciphertext), oldest first:
     /// evidence of what the servers see.
     pub async fn stored_ciphertexts(&self, channel: &ChannelId) -> anyhow::Result<Vec<Vec<u8>>> {
