@@ -16,7 +16,7 @@
 //!    alone accepts positional arrays for structs and `str` for byte strings.
 
 mod shape;
-mod walk;
+pub(crate) mod walk;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -261,6 +261,14 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Skips one value (as [`Reader::skip_trusted`]) and returns its encoded bytes.
+    #[cfg(test)]
+    pub fn value_bytes(&mut self, depth: usize) -> Result<&'a [u8], WalkError> {
+        let start = self.pos;
+        self.skip_trusted(depth)?;
+        Ok(&self.buf[start..self.pos])
+    }
+
     fn skip_map(&mut self, n: u32, depth: usize) -> Result<(), WalkError> {
         if n <= LINEAR_KEYS {
             let mut keys: [Key<'a>; LINEAR_KEYS as usize] = [Key::Raw(&[]); LINEAR_KEYS as usize];
