@@ -30,7 +30,7 @@ use mobium_spec::federation::{
 };
 use mobium_spec::{Domain, ErrorCode, PublicKey, ServerName, SignedEnvelope};
 use quinn::VarInt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::frame::{self, ReadError};
@@ -256,7 +256,7 @@ fn decode(bytes: &[u8]) -> Result<(SignedEnvelope, FedRequest), (u64, String)> {
         Ok(request) => Ok((envelope, request)),
         Err(e) => {
             /// Just the id, from a payload that is a map but not a valid request.
-            #[derive(Deserialize)]
+            #[derive(Serialize, Deserialize)]
             struct IdOnly {
                 txn_id: u64,
             }
