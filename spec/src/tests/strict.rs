@@ -345,3 +345,33 @@ proptest! {
         every_mutation_is_refused(&crate::SignedEnvelope { payload, signature })?;
     }
 }
+
+/// The nesting depth of an encoded value (containers only; the top level is 1).
+fn depth(r: &mut Reader<'_>) -> usize {
+    match r.head() {
+        Ok(Head::Array(n)) => 1 + (0..n).map(|_| depth(r)).max().unwrap_or(0),
+        Ok(Head::Map(n)) => 1 + (0..n).map(|_| depth(r).max(depth(r))).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The depth limit leaves room: spec `encoding.md` says no version 1 structure nests deeper than
+/// [`V1_MAX_DEPTH`].
+const V1_MAX_DEPTH: usize = 6;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn valid_frames_nest_well_below_the_limit(
+        c in any::<ClientFrame>(),
+        s in any::<ServerFrame>(),
+        q in any::<FedRequest>(),
+        a in any::<FedResponse>(),
+    ) {
+        for bytes in [encode(&c), encode(&s), encode(&q), encode(&a)] {
+            let d = depth(&mut Reader::new(&bytes));
+            prop_assert!(d <= V1_MAX_DEPTH, "depth {d}");
+        }
+    }
+}
