@@ -11,7 +11,12 @@ use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
 
 fn canonical<T: FromStr + Display>(s: &str) {
     if let Ok(v) = s.parse::<T>() {
-        assert_eq!(v.to_string(), s, "{} accepted a non-canonical form", std::any::type_name::<T>());
+        assert_eq!(
+            v.to_string(),
+            s,
+            "{} accepted a non-canonical form",
+            std::any::type_name::<T>()
+        );
     }
 }
 
