@@ -93,7 +93,7 @@ impl SignedEnvelope {
     }
 
     /// Checks the signature against `signer` first, and only then decodes the payload.
-    pub fn verify<T: DeserializeOwned>(
+    pub fn verify<T: DeserializeOwned + Serialize>(
         &self,
         domain: Domain,
         signer: &PublicKey,
@@ -106,7 +106,7 @@ impl SignedEnvelope {
 
     /// Decodes the payload *without* checking the signature, to learn who claims to have sent
     /// it (for example the federation origin) before looking up the key to verify with.
-    pub fn peek<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+    pub fn peek<T: DeserializeOwned + Serialize>(&self) -> Result<T, DecodeError> {
         encoding::decode(&self.payload)
     }
 }

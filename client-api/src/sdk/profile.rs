@@ -305,14 +305,40 @@ fn b64(s: &str) -> Result<Vec<u8>, ProfileError> {
 
 fn read_file(path: &Path) -> Result<FileFormat, ProfileError> {
     let bytes = std::fs::read(path)?;
-    let file: FileFormat = serde_json::from_slice(&bytes)
-        .map_err(|e| ProfileError::Corrupt(format!("{}: {e}", path.display())))?;
+    decode_file(&bytes).map_err(|e| match e {
+        ProfileError::Corrupt(why) => ProfileError::Corrupt(format!("{}: {why}", path.display())),
+        other => other,
+    })
+}
+
+/// Parses a state file's bytes and checks its header.
+fn decode_file(bytes: &[u8]) -> Result<FileFormat, ProfileError> {
+    let file: FileFormat =
+        serde_json::from_slice(bytes).map_err(|e| ProfileError::Corrupt(e.to_string()))?;
     if file.format != FORMAT || file.version != VERSION {
         return Err(ProfileError::Corrupt(format!(
             "not a version {VERSION} Mobium profile"
         )));
     }
     Ok(file)
+}
+
+/// Checks, without a passphrase, that `bytes` is a state file this build can open: the header,
+/// and every base64 field. Returns whether the file is encrypted. This is everything
+/// [`Profile::open`] and [`Profile::read`] do with the file before the key derivation; the fuzz
+/// target `profile` drives it.
+pub fn check_file(bytes: &[u8]) -> Result<bool, ProfileError> {
+    let file = decode_file(bytes)?;
+    b64(&file.data)?;
+    match &file.encryption {
+        None => Ok(false),
+        Some(enc) => {
+            b64(&enc.salt)?;
+            b64(&enc.check)?;
+            b64(file.nonce.as_deref().unwrap_or_default())?;
+            Ok(true)
+        }
+    }
 }
 
 fn lock(dir: &Path) -> Result<File, ProfileError> {

@@ -268,10 +268,183 @@ async fn connection_caps_refuse_the_upgrade(backend: Backend) {
     server.stop().await;
 }
 
+/// Appends a `str` (fixstr or str 8).
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    match u8::try_from(text.len()) {
+        Ok(n) if n < 32 => out.push(0xa0 | n),
+        Ok(n) => out.extend([0xd9, n]),
+        Err(_) => panic!("test strings are short"),
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `{"id": id, "body": body}` with `body` already encoded.
+fn frame_bytes(id: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x82];
+    put_str(&mut out, "id");
+    out.push(id);
+    put_str(&mut out, "body");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A map body: the `op` tag, then fields already encoded as key/value pairs.
+fn body_bytes(op: &str, fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = vec![0x80 | u8::try_from(fields.len() + 1).expect("few fields")];
+    put_str(&mut out, "op");
+    put_str(&mut out, op);
+    for (k, v) in fields {
+        put_str(&mut out, k);
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// Spec `encoding.md` §Value types and §MessagePack with named fields: what serde alone would
+/// accept (a `str` or an integer array for `bin`, positional arrays, repeated keys, deep nesting)
+/// is answered `malformed`, and the connection keeps serving.
+async fn strict_decoding_refuses_what_serde_would_accept(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let key = mobium_spec::Keypair::generate();
+    let mut ws = raw(&server).await;
+    raw_auth(&mut ws, &key).await;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut channel = Vec::new();
+    put_str(&mut channel, "#4194304001@example.org");
+    let mut user = Vec::new();
+    put_str(&mut user, &format!("{}@example.org", key.public()));
+    let text = [0xa1, b'x'];
+    let ints = [0x93, 1, 2, 3];
+    let mut prekey = vec![0x83];
+    put_str(&mut prekey, "key_id");
+    put_str(&mut prekey, "AAAAAQ");
+    put_str(&mut prekey, "key");
+    put_str(&mut prekey, "kkkk");
+    put_str(&mut prekey, "signature");
+    prekey.extend([0xc4, 64]);
+    prekey.extend([0u8; 64]);
+    // [105, {"op": "ping"}]
+    let mut positional_frame = vec![0x92, 105];
+    positional_frame.extend(body_bytes("ping", &[]));
+    // {"op": "ping", "x": 1, "x": 1, ...}: as many copies as fit the 1 MiB frame limit.
+    let copies: u32 = 300_000;
+    let mut repeated = vec![0xdf];
+    repeated.extend((copies + 1).to_be_bytes());
+    put_str(&mut repeated, "op");
+    put_str(&mut repeated, "ping");
+    for _ in 0..copies {
+        repeated.extend([0xa1, b'x', 0x01]);
+    }
+    // 33 levels in all: frame, body, then 31 arrays.
+    let mut deep = vec![0x91; 30];
+    deep.push(0x90);
+
+    let cases: Vec<(&str, Vec<u8>, Option<u64>)> = vec![
+        (
+            "message_send.ciphertext as str",
+            frame_bytes(
+                20,
+                &body_bytes(
+                    "message_send",
+                    &[
+                        ("channel", &channel),
+                        ("ciphertext", &text),
+                        ("reply_to", &[0xc0]),
+                    ],
+                ),
+            ),
+            Some(20),
+        ),
+        (
+            "message_send.ciphertext as integers",
+            frame_bytes(
+                21,
+                &body_bytes(
+                    "message_send",
+                    &[
+                        ("channel", &channel),
+                        ("ciphertext", &ints),
+                        ("reply_to", &[0xc0]),
+                    ],
+                ),
+            ),
+            Some(21),
+        ),
+        (
+            "channel_create.metadata as str",
+            frame_bytes(22, &body_bytes("channel_create", &[("metadata", &text)])),
+            Some(22),
+        ),
+        (
+            "direct_send.ciphertext as str",
+            frame_bytes(
+                23,
+                &body_bytes("direct_send", &[("to", &user), ("ciphertext", &text)]),
+            ),
+            Some(23),
+        ),
+        (
+            "prekey key as str",
+            frame_bytes(
+                24,
+                &body_bytes("keys_upload", &[("signed_prekey", &prekey)]),
+            ),
+            Some(24),
+        ),
+        ("positional frame", positional_frame, None),
+        (
+            "positional body",
+            frame_bytes(106, &[0x91, 0xa4, b'p', b'i', b'n', b'g']),
+            Some(106),
+        ),
+        (
+            "repeated key",
+            frame_bytes(107, &body_bytes("ping", &[("x", &[0x01]), ("x", &[0x02])])),
+            None,
+        ),
+        ("300,000 repeated keys", frame_bytes(108, &repeated), None),
+        (
+            "33 levels deep",
+            frame_bytes(109, &body_bytes("ping", &[("x", &deep)])),
+            None,
+        ),
+    ];
+    for (what, bytes, id) in cases {
+        ws.send(Message::Binary(bytes.into())).await.unwrap();
+        assert_eq!(
+            error_code(raw_next(&mut ws).await),
+            (id, ErrorCode::Malformed),
+            "{what}"
+        );
+    }
+
+    raw_send(
+        &mut ws,
+        &ClientFrame {
+            id: 110,
+            body: Request::Ping,
+        },
+    )
+    .await;
+    match raw_next(&mut ws).await {
+        Some(ServerFrame::Response {
+            id: 110,
+            body: Response::Pong,
+        }) => {}
+        other => panic!("expected pong, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 both_backends!(
     bad_input_keeps_the_connection,
     oversized_frames_are_refused_and_others_keep_working,
     auth_failures_close_the_connection,
     rate_limit_answers_with_retry_after,
     connection_caps_refuse_the_upgrade,
+    strict_decoding_refuses_what_serde_would_accept,
 );

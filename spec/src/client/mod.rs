@@ -179,7 +179,7 @@ impl Request {
 }
 
 /// Just enough of a client frame to answer it when the rest does not decode.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FrameHead {
     /// The request id, if it could be read.
     pub id: Option<u64>,

@@ -1,6 +1,7 @@
 //! Crate-level tests: a proptest round-trip for every wire type, forward compatibility, canonical
 //! field order of signed structs, and the golden vectors in `spec/vectors/`.
 
+mod strict;
 mod vectors;
 
 use proptest::prelude::*;

@@ -344,14 +344,29 @@ fn frame_vectors() {
             )
         },
     ];
-    let generated = json!(frames
+    let mut generated: Vec<Value> = frames
         .iter()
-        .map(|(name, j, bytes)| json!({"name": name, "value": j, "msgpack_hex": hex::encode(bytes)}))
-        .collect::<Vec<_>>());
-    let stored = check_file("frames.json", &generated);
+        .map(
+            |(name, j, bytes)| json!({"name": name, "value": j, "msgpack_hex": hex::encode(bytes)}),
+        )
+        .collect();
+    generated.extend(malformed_frames().into_iter().map(|(name, why, bytes)| {
+        json!({"name": name, "malformed": why, "msgpack_hex": hex::encode(bytes)})
+    }));
+    let stored = check_file("frames.json", &json!(generated));
     for case in stored.as_array().expect("array") {
         let bytes = hex::decode(s(case, "msgpack_hex")).expect("hex");
         let name = s(case, "name");
+        if case.get("malformed").is_some() {
+            assert!(
+                matches!(
+                    decode::<ClientFrame>(&bytes),
+                    Err(crate::encoding::DecodeError::Malformed(_))
+                ),
+                "{name} must be refused"
+            );
+            continue;
+        }
         let (json_value, reencoded) = if name.starts_with("client_") {
             let v: ClientFrame = decode(&bytes).expect("decodes");
             (serde_json::to_value(&v).expect("json"), encode(&v))
@@ -362,4 +377,46 @@ fn frame_vectors() {
         assert_eq!(json_value, case["value"], "{name}");
         assert_eq!(reencoded, bytes, "{name}");
     }
+}
+
+/// Client frames every decoder must refuse as `malformed` (spec `encoding.md`), with why.
+fn malformed_frames() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use super::strict::*;
+    let mut positional_frame = vec![0x92, 105, 0x81];
+    put_str(&mut positional_frame, "op");
+    put_str(&mut positional_frame, "ping");
+    let mut positional_body = vec![0x91];
+    put_str(&mut positional_body, "ping");
+    vec![
+        (
+            "client_malformed_bin_as_str",
+            "message_send.ciphertext is the str \"x\", not bin",
+            frame_with_body(30, &message_send_with_ciphertext(&[0xa1, b'x'])),
+        ),
+        (
+            "client_malformed_bin_as_integers",
+            "message_send.ciphertext is the array [1, 2, 3], not bin",
+            frame_with_body(31, &message_send_with_ciphertext(&[0x93, 1, 2, 3])),
+        ),
+        (
+            "client_malformed_positional_frame",
+            "the frame is the array [105, {\"op\": \"ping\"}], not a map",
+            positional_frame,
+        ),
+        (
+            "client_malformed_positional_body",
+            "the body is the array [\"ping\"], not a map",
+            frame_with_body(106, &positional_body),
+        ),
+        (
+            "client_malformed_repeated_key",
+            "the body {\"op\": \"ping\", \"x\": 1, \"x\": 1} repeats the key \"x\"",
+            frame_with_body(107, &ping_with_repeated_key(2)),
+        ),
+        (
+            "client_malformed_too_deep",
+            "33 levels of nesting (an ignored key holds 31 nested arrays)",
+            frame_with_body(108, &ping_nested(crate::encoding::MAX_DEPTH + 1)),
+        ),
+    ]
 }
