@@ -301,6 +301,36 @@ fn frame_vectors() {
             )
         },
         {
+            let v = ClientFrame {
+                id: 5,
+                body: Request::MessageSend(MessageSend {
+                    channel: channel.clone(),
+                    ciphertext: vec![1, 2, 3],
+                    reply_to: None,
+                    txn: Some("4f1c2a9b0e7d4c3a8b6f5e4d3c2b1a09".into()),
+                }),
+            };
+            (
+                "client_message_send_txn",
+                serde_json::to_value(&v).expect("json"),
+                encode(&v),
+            )
+        },
+        {
+            let v = ServerFrame::Event {
+                body: Event::DirectFailed(DirectFailed {
+                    id: MessageId::new(4_194_304_003).expect("id"),
+                    to: user.clone(),
+                    error: ErrorBody::new(ErrorCode::NotFound, "no such user on this server"),
+                }),
+            };
+            (
+                "server_direct_failed",
+                serde_json::to_value(&v).expect("json"),
+                encode(&v),
+            )
+        },
+        {
             let v = ServerFrame::Response {
                 id: 2,
                 body: Response::MessageSent(MessageSent {
