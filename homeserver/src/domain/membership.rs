@@ -87,16 +87,17 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
         Permissions::KICK
     };
     perms::require(app, &ch, me, needed).await?;
-    if r.user == ch.owner {
-        return Err(err(
-            ErrorCode::Forbidden,
-            "the channel owner cannot be removed",
-        ));
-    }
+    // Oneself first: an owner naming itself is told how to leave, not that owners stay.
     if r.user == *me {
         return Err(err(
             ErrorCode::InvalidArgument,
             "use channel_leave to leave",
+        ));
+    }
+    if r.user == ch.owner {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "the channel owner cannot be removed",
         ));
     }
     if ban {
