@@ -124,6 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         rate_per_sec: config.rate_limit_per_sec,
         rate_burst: config.rate_limit_burst,
         max_message_size: config.max_message_size,
+        presence_grace: config.presence_grace(),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let hub = Arc::new(Hub::default());

@@ -2,8 +2,13 @@
 //! messages, names and topics are Megolm-encrypted by the members.
 
 use clap::{Args, Subcommand};
-use mobium_client_api::sdk::e2ee::{ChannelMeta, DecryptedMessage, MetadataDecryption};
+use std::time::Duration;
+
+use mobium_client_api::sdk::e2ee::{
+    ChannelMeta, ClientEvent, DecryptedMessage, Messenger, MessengerEvents, MetadataDecryption,
+};
 use mobium_spec::client::History;
+use mobium_spec::{ChannelId, MessageId};
 use serde_json::json;
 
 use super::{CliError, Ctx, parse_channel, parse_message_id, parse_user};
@@ -65,6 +70,10 @@ pub(crate) struct SendArgs {
     /// The id of the message this one answers.
     #[arg(long)]
     reply_to: Option<u64>,
+    /// For a channel hosted on another server: seconds to wait for the host's id (0: print only
+    /// the provisional id).
+    #[arg(long, default_value_t = 5)]
+    wait: u64,
 }
 
 #[derive(Args, Debug)]
@@ -83,15 +92,16 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) async fn run(ctx: &Ctx, cmd: ChannelCommand) -> Result<(), CliError> {
-    let (m, _events) = ctx.connect().await?;
-    let result = run_connected(ctx, &m, cmd).await;
+    let (m, mut events) = ctx.connect().await?;
+    let result = run_connected(ctx, &m, &mut events, cmd).await;
     m.close();
     result
 }
 
 async fn run_connected(
     ctx: &Ctx,
-    m: &mobium_client_api::sdk::e2ee::Messenger,
+    m: &Messenger,
+    events: &mut MessengerEvents,
     cmd: ChannelCommand,
 ) -> Result<(), CliError> {
     match cmd {
@@ -169,10 +179,34 @@ async fn run_connected(
             let channel = parse_channel(&a.channel)?;
             let reply_to = a.reply_to.map(parse_message_id).transpose()?;
             let sent = m.send_text(&channel, &a.text, reply_to).await?;
-            ctx.out.print(
-                json!({"channel": channel.to_string(), "id": sent.id, "sent_at": sent.sent_at}),
-                || format!("sent to {channel} (id {})", sent.id),
-            );
+            if channel.host == m.client().user_id().server {
+                ctx.out.print(
+                    json!({"channel": channel.to_string(), "id": sent.id, "sent_at": sent.sent_at}),
+                    || format!("sent to {channel} (id {})", sent.id),
+                );
+            } else {
+                let wait = Duration::from_secs(a.wait);
+                let host_id = host_id_of(events, &channel, sent.id, wait).await;
+                ctx.out.print(
+                    json!({
+                        "channel": channel.to_string(),
+                        "id": host_id,
+                        "provisional_id": sent.id,
+                        "sent_at": sent.sent_at,
+                    }),
+                    || match host_id {
+                        Some(id) => format!(
+                            "sent to {channel} (id {id}; provisional id {} replaced by the host's)",
+                            sent.id
+                        ),
+                        None => format!(
+                            "queued for {} (provisional id {}: the host gives the message its own \
+                             id, which history shows; it was not seen within {} s)",
+                            channel.host, sent.id, a.wait
+                        ),
+                    },
+                );
+            }
         }
         ChannelCommand::History(a) => {
             let channel = parse_channel(&a.channel)?;
@@ -213,6 +247,28 @@ async fn run_connected(
         }
     }
     Ok(())
+}
+
+/// Waits up to `wait` for the host's `message` event naming `provisional` as its `origin_id`
+/// (spec `client/messages.md` §Channels hosted elsewhere) and returns the host's id.
+async fn host_id_of(
+    events: &mut MessengerEvents,
+    channel: &ChannelId,
+    provisional: MessageId,
+    wait: Duration,
+) -> Option<MessageId> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ClientEvent::Message(d)))
+                if d.channel == *channel && d.origin_id == Some(provisional) =>
+            {
+                return Some(d.id);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 /// One message as a line of text.

@@ -140,6 +140,11 @@ pub struct Config {
     /// Seconds a new connection has to authenticate (`SC_AUTH_TIMEOUT`, default 10, >= 1).
     #[serde(deserialize_with = "field::seconds_min_1")]
     pub auth_timeout: u64,
+    /// Seconds a user still counts as connected after their last connection closed, so that a
+    /// reconnect (or the next short-lived command) announces no offline/online pair
+    /// (`SC_PRESENCE_GRACE`, default 5; 0 announces offline at once).
+    #[serde(deserialize_with = "field::seconds_min_0")]
+    pub presence_grace: u64,
     /// Bearer token for the admin API; `None` disables it (`SC_ADMIN_TOKEN`, at least 16
     /// characters). Redacted in `Debug` output.
     #[serde(deserialize_with = "field::admin_token")]
@@ -227,6 +232,7 @@ impl Default for Config {
             message_ttl: 7 * 24 * 60 * 60,
             history_ttl: 0,
             auth_timeout: 10,
+            presence_grace: 5,
             admin_token: None,
             admin_listen: None,
             registration: Registration::Open,
@@ -264,6 +270,7 @@ impl fmt::Debug for Config {
             message_ttl,
             history_ttl,
             auth_timeout,
+            presence_grace,
             admin_token,
             admin_listen,
             registration,
@@ -295,6 +302,7 @@ impl fmt::Debug for Config {
             .field("message_ttl", message_ttl)
             .field("history_ttl", history_ttl)
             .field("auth_timeout", auth_timeout)
+            .field("presence_grace", presence_grace)
             .field("admin_token", &admin_token.as_ref().map(|_| "<redacted>"))
             .field("admin_listen", admin_listen)
             .field("registration", registration)
@@ -367,6 +375,11 @@ impl Config {
     /// [`history_ttl`](Self::history_ttl) as a [`Duration`]; `None` keeps history forever.
     pub fn history_ttl(&self) -> Option<Duration> {
         (self.history_ttl != 0).then(|| Duration::from_secs(self.history_ttl))
+    }
+
+    /// [`presence_grace`](Self::presence_grace) as a [`Duration`].
+    pub fn presence_grace(&self) -> Duration {
+        Duration::from_secs(self.presence_grace)
     }
 
     /// [`auth_timeout`](Self::auth_timeout) as a [`Duration`].

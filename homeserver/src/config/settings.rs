@@ -124,6 +124,11 @@ pub const SETTINGS: &[Setting] = &[
         "Seconds a new connection has to authenticate, >= 1",
     ),
     s(
+        "presence_grace",
+        "5",
+        "Seconds a user stays shown as connected after their last connection closes; 0 = none",
+    ),
+    s(
         "admin_token",
         "unset",
         "Bearer token for the admin API, at least 16 characters; unset disables the admin API",

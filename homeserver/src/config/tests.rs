@@ -144,6 +144,7 @@ fn every_setting_loads_from_file_and_env() {
         ("message_ttl", "60", "60"),
         ("history_ttl", "3153600000", "86400"),
         ("auth_timeout", "1", "1"),
+        ("presence_grace", "0", "30"),
         ("admin_token", "\"abcdefghijklmnop\"", "abcdefghijklmnop"),
         ("registration", "\"invite\"", "Invite"),
         ("rate_limit_per_sec", "1", "1"),

@@ -78,13 +78,23 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     Ok(Response::Ok)
 }
 
-/// `channel_list`: the channels the caller is a member of.
+/// `channel_list`: every channel the caller is a member of. `member_count` is the one
+/// `channel_members` would list: for a channel hosted elsewhere the host's count (the hosts are
+/// asked concurrently), this server's copy only when a host cannot answer.
 pub(super) async fn list(app: &App, me: &UserId) -> Handled {
-    let mut channels = Vec::new();
-    for ch in app.store.channels_of(me).await? {
-        channels.push(info(app, &ch).await?);
-    }
+    let rows = app.store.channels_of(me).await?;
+    let answers = futures_util::future::join_all(rows.iter().map(|ch| listed(app, me, ch))).await;
+    let channels = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Response::Channels(Channels { channels }))
+}
+
+/// One `channel_list` entry.
+async fn listed(app: &App, me: &UserId, ch: &ChannelRow) -> Result<ChannelInfo, DomainError> {
+    let mut entry = info(app, ch).await?;
+    if let Some(m) = super::membership::from_host(app, me, ch).await {
+        entry.member_count = u32::try_from(m.members.len()).unwrap_or(u32::MAX);
+    }
+    Ok(entry)
 }
 
 /// `invite_create`: an invite link, with optional use limit and expiry (needs `create_invite`).

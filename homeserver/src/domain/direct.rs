@@ -66,6 +66,8 @@ pub(super) async fn send(app: &App, me: &UserId, r: DirectSend) -> Handled {
 
 /// To a user on another server: queued durably in the outbox; their server delivers it.
 async fn send_remote(app: &App, me: &UserId, r: DirectSend) -> Handled {
+    // Without federation nothing would ever deliver it: refused now, not queued.
+    remote::link(app)?;
     let sent = DirectSent {
         id: app.next_id(),
         sent_at: now_ms(),

@@ -89,16 +89,17 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
         Permissions::KICK
     };
     perms::require(app, &ch, me, needed).await?;
-    if r.user == ch.owner {
-        return Err(err(
-            ErrorCode::Forbidden,
-            "the channel owner cannot be removed",
-        ));
-    }
+    // Oneself first: an owner naming itself is told how to leave, not that owners stay.
     if r.user == *me {
         return Err(err(
             ErrorCode::InvalidArgument,
             "use channel_leave to leave",
+        ));
+    }
+    if r.user == ch.owner {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "the channel owner cannot be removed",
         ));
     }
     if ban {
@@ -132,21 +133,32 @@ pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
 pub(super) async fn members(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     perms::require(app, &ch, me, Permissions::VIEW).await?;
-    if !app.hosts(&ch.id) && app.federation().is_some() {
-        // Only the host knows everyone who joined before this server's users did.
-        let q = Query::Members {
-            channel: ch.id.clone(),
-            user: me.clone(),
-        };
-        match remote::query(app, &ch.id.host, q).await {
-            Ok(QueryResult::Members(m)) => return Ok(Response::Members(m)),
-            Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a members query"),
-            Err(e) => {
-                tracing::info!(host = %ch.id.host, error = %e, "members from the host failed; answering from the local copy")
-            }
-        }
+    if let Some(m) = from_host(app, me, &ch).await {
+        return Ok(Response::Members(m));
     }
     Ok(Response::Members(member_list(app, &ch).await?))
+}
+
+/// For a channel hosted elsewhere, its member list as the host has it (federation query
+/// `members`, asked on behalf of `me`); `None` for a channel hosted here, with federation off, or
+/// when the host cannot answer — then only this server's copy is left, which knows just the
+/// members who joined after this server's first user did.
+pub(super) async fn from_host(app: &App, me: &UserId, ch: &ChannelRow) -> Option<Members> {
+    if app.hosts(&ch.id) || app.federation().is_none() {
+        return None;
+    }
+    let q = Query::Members {
+        channel: ch.id.clone(),
+        user: me.clone(),
+    };
+    match remote::query(app, &ch.id.host, q).await {
+        Ok(QueryResult::Members(m)) if m.channel == ch.id => return Some(m),
+        Ok(_) => tracing::warn!(host = %ch.id.host, "unexpected answer to a members query"),
+        Err(e) => {
+            tracing::info!(host = %ch.id.host, error = %e, "members from the host failed; answering from the local copy")
+        }
+    }
+    None
 }
 
 /// The channel's members as this server knows them.

@@ -69,6 +69,8 @@ pub struct DomainSettings {
     pub rate_burst: u32,
     /// Largest WebSocket message to or from a client (`SC_MAX_MESSAGE_SIZE`).
     pub max_message_size: usize,
+    /// How long a session outlives its last connection (`SC_PRESENCE_GRACE`).
+    pub presence_grace: Duration,
 }
 
 /// Room left in a client frame for everything but the ciphertext (ids, names, field names):
@@ -98,6 +100,9 @@ pub struct App {
     fed: Option<Link>,
     channel_locks:
         Mutex<std::collections::HashMap<mobium_spec::ChannelId, Arc<tokio::sync::Mutex<()>>>>,
+    /// This state itself, for tasks that outlive a request (a session's grace period); weak, so
+    /// such a task ends with the server instead of keeping it alive.
+    me: std::sync::Weak<App>,
 }
 
 impl App {
@@ -111,7 +116,8 @@ impl App {
         hub: Arc<Hub>,
         link: Option<Link>,
     ) -> Arc<Self> {
-        Arc::new(App {
+        Arc::new_cyclic(|me| App {
+            me: me.clone(),
             rate: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
             store,
             server_name,

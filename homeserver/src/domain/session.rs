@@ -1,6 +1,6 @@
 //! Authentication and the connection lifecycle (spec `client/auth.md`): the registration policy,
 //! registering the connection for live events, draining queued to-device messages, and
-//! presence on first connect and last disconnect.
+//! presence when a session starts and ends (a grace period after the last disconnect).
 
 use mobium_client_api::server::{AuthRequest, Connection};
 use mobium_spec::client::{Authed, DirectMessage, Event, PresenceStatus};
@@ -8,6 +8,7 @@ use mobium_spec::{ErrorCode, PublicKey, UserId};
 
 use super::DomainError;
 use super::{App, Policy, err, now_ms, presence};
+use crate::hub::Closed;
 
 /// How many queued messages are read per batch while draining.
 const DRAIN_BATCH: u32 = 256;
@@ -150,11 +151,31 @@ async fn drain_failures(app: &App, conn: &Connection, me: &UserId) {
     }
 }
 
-/// A connection closed: on the user's last one, presence goes offline for others.
+/// A connection closed. After the user's last one the session lingers for the grace period
+/// (spec `client/presence.md` §Lifecycle) and ends, announcing offline, only if no connection
+/// authenticated meanwhile: a reconnect, or the next short-lived CLI command, flaps nothing.
 pub(crate) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey) {
-    if app.hub.unregister(user, conn.id()) {
-        app.rate.forget(user);
-        let me = app.local_user(user);
-        presence::broadcast(app, &me, PresenceStatus::Offline).await;
+    let grace = app.settings.presence_grace;
+    match app.hub.unregister(user, conn.id(), !grace.is_zero()) {
+        Closed::Open => {}
+        Closed::Ended => session_ended(app, user).await,
+        Closed::Lingering(token) => {
+            let (me, user) = (app.me.clone(), *user);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                // The weak handle ends this task with the server.
+                let Some(app) = me.upgrade() else { return };
+                if app.hub.end_lingering(&user, token) {
+                    session_ended(&app, &user).await;
+                }
+            });
+        }
     }
+}
+
+/// The session is over: the rate limiter forgets the user, and the others see them offline.
+async fn session_ended(app: &App, user: &PublicKey) {
+    app.rate.forget(user);
+    let me = app.local_user(user);
+    presence::broadcast(app, &me, PresenceStatus::Offline).await;
 }

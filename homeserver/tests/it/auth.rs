@@ -114,8 +114,88 @@ async fn invite_registration_accepts_tokens_and_channel_invites(backend: Backend
     server.stop().await;
 }
 
+/// Every invalid `auth.user` — not a curve point, small order, uppercase — is `malformed` with the
+/// frame's id, and the connection stays usable for a correct `auth` under the same challenge.
+async fn invalid_auth_keys_are_malformed_and_keep_the_connection(backend: Backend) {
+    use mobium_spec::client::{AuthProof, ClientFrame, Event, ServerFrame};
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let key = Keypair::generate();
+    let good_hex = key.public().to_string();
+    // 64 valid hex digits that decode to no curve point (the first y = k that is not one; y = 0
+    // and y = 1 are small-order points, refused too).
+    let not_a_point = (2u8..)
+        .map(|k| {
+            let mut b = [0u8; 32];
+            b[0] = k;
+            b
+        })
+        .find(|b| mobium_spec::PublicKey::from_bytes(*b).is_err())
+        .map(hex::encode)
+        .unwrap();
+    let small_order = format!("01{}", "0".repeat(62));
+    let invalid = [not_a_point, small_order, good_hex.to_uppercase()];
+
+    let mut ws = raw(&server).await;
+    let Some(ServerFrame::Event {
+        body: Event::Challenge(c),
+    }) = raw_next(&mut ws).await
+    else {
+        panic!("expected a challenge");
+    };
+    let proof = AuthProof {
+        nonce: c.nonce,
+        server: c.server,
+        user: key.public(),
+    };
+    for (i, bad) in invalid.iter().enumerate() {
+        let id = 10 + i as u64;
+        let frame = ClientFrame {
+            id,
+            body: Request::Auth(proof.sign(&key, None)),
+        };
+        // The same frame with only the key's text replaced (same length, so still well-formed).
+        let mut bytes = mobium_spec::encoding::encode(&frame);
+        let at = bytes
+            .windows(64)
+            .position(|w| w == good_hex.as_bytes())
+            .unwrap();
+        bytes[at..at + 64].copy_from_slice(bad.as_bytes());
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+            bytes.into(),
+        ))
+        .await
+        .unwrap();
+        match raw_next(&mut ws).await {
+            Some(ServerFrame::Error { id: got, error }) => {
+                assert_eq!((got, error.code), (Some(id), ErrorCode::Malformed), "{bad}")
+            }
+            other => panic!("expected malformed for {bad}, got {other:?}"),
+        }
+    }
+    raw_send(
+        &mut ws,
+        &ClientFrame {
+            id: 20,
+            body: Request::Auth(proof.sign(&key, None)),
+        },
+    )
+    .await;
+    match raw_next(&mut ws).await {
+        Some(ServerFrame::Response {
+            id: 20,
+            body: Response::Authed(_),
+        }) => {}
+        other => panic!("expected authed, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 both_backends!(
     open_registration_registers_once,
     closed_registration_refuses_new_keys,
     invite_registration_accepts_tokens_and_channel_invites,
+    invalid_auth_keys_are_malformed_and_keep_the_connection,
 );

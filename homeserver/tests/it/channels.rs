@@ -534,9 +534,141 @@ async fn administrators_manage_roles(backend: Backend) {
     server.stop().await;
 }
 
+/// `invite_revoke` does not reveal a channel to a non-member (`not_found`); a member who may not
+/// manage the channel is `forbidden`.
+async fn invite_revoke_hides_the_channel_from_non_members(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let (owner, _oe, _) = client(&server).await;
+    let ch = create_channel(&owner).await;
+    let code = invite(&owner, &ch, None, None).await;
+    let revoke = |c: &Client| {
+        let c = c.clone();
+        let req = Request::InviteRevoke(InviteRevoke { code: code.clone() });
+        async move { c.request(req).await }
+    };
+    let (stranger, _se, _) = client(&server).await;
+    assert_eq!(code_of(revoke(&stranger).await), ErrorCode::NotFound);
+    let (member, _me, _) = client(&server).await;
+    join(&member, &code).await.unwrap();
+    assert_eq!(code_of(revoke(&member).await), ErrorCode::Forbidden);
+    revoke(&owner).await.unwrap();
+    assert_eq!(code_of(revoke(&owner).await), ErrorCode::InviteInvalid);
+    server.stop().await;
+}
+
+/// Kicking or banning oneself is `invalid_argument` (use `channel_leave`), the owner included.
+async fn removing_oneself_is_invalid_even_for_the_owner(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let (owner, _oe, _) = client(&server).await;
+    let ch = create_channel(&owner).await;
+    let me = MemberRef {
+        channel: ch.clone(),
+        user: owner.user_id().clone(),
+    };
+    assert_eq!(
+        code_of(owner.request(Request::ChannelKick(me.clone())).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code_of(owner.request(Request::ChannelBan(me.clone())).await),
+        ErrorCode::InvalidArgument
+    );
+    // A moderator naming the owner is still refused as before.
+    let code = invite(&owner, &ch, None, None).await;
+    let (other, _xe, _) = client(&server).await;
+    join(&other, &code).await.unwrap();
+    owner
+        .request(Request::OverrideSet(OverrideSet {
+            channel: ch.clone(),
+            target: OverrideTarget::User {
+                user: other.user_id().clone(),
+            },
+            allow: Permissions::KICK,
+            deny: Permissions::NONE,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(other.request(Request::ChannelKick(me)).await),
+        ErrorCode::Forbidden
+    );
+    server.stop().await;
+}
+
+/// Forward paging starts at `after: 1`, below every id; `after: 0` is not an id (`malformed`).
+async fn history_reads_forward_from_after_one(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let key = mobium_spec::Keypair::generate();
+    let (owner, _oe) = connect_as(&server, &key).await.unwrap();
+    let ch = create_channel(&owner).await;
+    let mut sent = Vec::new();
+    for body in [&b"one"[..], b"two", b"three"] {
+        let Response::MessageSent(m) = send(&owner, &ch, body).await.unwrap() else {
+            panic!()
+        };
+        sent.push(m.id);
+    }
+    let Response::Messages(page) = owner
+        .request(Request::History(History {
+            channel: ch.clone(),
+            before: None,
+            after: Some(MessageId::new(1).unwrap()),
+            limit: Some(2),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let ids: Vec<MessageId> = page.messages.iter().map(|m| m.id).collect();
+    assert_eq!((ids, page.has_more), (sent[..2].to_vec(), true));
+
+    #[derive(serde::Serialize)]
+    struct ZeroAfter {
+        op: &'static str,
+        channel: ChannelId,
+        after: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct Frame {
+        id: u64,
+        body: ZeroAfter,
+    }
+    let mut ws = raw(&server).await;
+    raw_auth(&mut ws, &key).await;
+    raw_send(
+        &mut ws,
+        &Frame {
+            id: 4,
+            body: ZeroAfter {
+                op: "history",
+                channel: ch.clone(),
+                after: 0,
+            },
+        },
+    )
+    .await;
+    match raw_next(&mut ws).await {
+        Some(mobium_spec::client::ServerFrame::Error { id, error }) => {
+            assert_eq!((id, error.code), (Some(4), ErrorCode::Malformed))
+        }
+        other => panic!("expected malformed, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 both_backends!(
     invites_limits_expiry_and_revocation,
     messages_fan_out_and_page_through_history,
     edit_delete_kick_ban_and_overrides,
     administrators_manage_roles,
+    invite_revoke_hides_the_channel_from_non_members,
+    removing_oneself_is_invalid_even_for_the_owner,
+    history_reads_forward_from_after_one,
 );

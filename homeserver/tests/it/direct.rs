@@ -149,7 +149,25 @@ async fn acknowledged_ciphertext_leaves_no_copy_in_sqlite_files() {
     }
 }
 
+/// With federation disabled, a to-device message for another server is refused at once
+/// (`federation_unavailable`), not accepted into a queue nothing would drain.
+async fn remote_direct_without_federation_is_refused(backend: Backend) {
+    let Some(server) = start_with(backend, |c| c.fed_enabled = false).await else {
+        return;
+    };
+    let (alice, _ae, _) = client(&server).await;
+    let far: UserId = format!("{}@elsewhere.test", Keypair::generate().public())
+        .parse()
+        .unwrap();
+    assert_eq!(
+        code(send(&alice, &far, b"hello").await),
+        ErrorCode::FederationUnavailable
+    );
+    server.stop().await;
+}
+
 both_backends!(
     live_and_queued_delivery_until_acked,
-    queue_cap_and_unknown_recipients
+    queue_cap_and_unknown_recipients,
+    remote_direct_without_federation_is_refused,
 );

@@ -16,6 +16,7 @@ mod fed_delivery;
 mod federation;
 mod http;
 mod keys;
+mod member_servers;
 mod presence;
 mod proxy;
 mod races;

@@ -440,6 +440,44 @@ async fn strict_decoding_refuses_what_serde_would_accept(backend: Backend) {
     server.stop().await;
 }
 
+/// A frame with trailing bytes, or with its `id` key twice, is `malformed` with `id: nil`: the
+/// server cannot know which id the client meant.
+async fn ambiguous_frames_are_malformed_without_an_id(backend: Backend) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let key = mobium_spec::Keypair::generate();
+    let mut ws = raw(&server).await;
+    raw_auth(&mut ws, &key).await;
+
+    let mut trailing = mobium_spec::encoding::encode(&ClientFrame {
+        id: 11,
+        body: Request::Ping,
+    });
+    trailing.push(0xc0);
+    ws.send(Message::Binary(trailing.into())).await.unwrap();
+    assert_eq!(
+        error_code(raw_next(&mut ws).await),
+        (None, ErrorCode::Malformed)
+    );
+
+    // {"id": 12, "id": 13, "body": {"op": "ping"}}
+    let mut twice = vec![0x83];
+    for id in [12u8, 13] {
+        twice.extend_from_slice(&[0xa2, b'i', b'd', id]);
+    }
+    twice.extend_from_slice(&[0xa4, b'b', b'o', b'd', b'y', 0x81, 0xa2, b'o', b'p']);
+    twice.extend_from_slice(&[0xa4, b'p', b'i', b'n', b'g']);
+    ws.send(Message::Binary(twice.into())).await.unwrap();
+    assert_eq!(
+        error_code(raw_next(&mut ws).await),
+        (None, ErrorCode::Malformed)
+    );
+    server.stop().await;
+}
+
 both_backends!(
     bad_input_keeps_the_connection,
     oversized_frames_are_refused_and_others_keep_working,
@@ -447,4 +485,5 @@ both_backends!(
     rate_limit_answers_with_retry_after,
     connection_caps_refuse_the_upgrade,
     strict_decoding_refuses_what_serde_would_accept,
+    ambiguous_frames_are_malformed_without_an_id,
 );

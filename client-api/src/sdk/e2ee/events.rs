@@ -125,6 +125,9 @@ pub struct DecryptedMessage {
     pub edited_at: Option<u64>,
     /// The message it answers.
     pub reply_to: Option<MessageId>,
+    /// For a message sent from a member server: the provisional id its sender's homeserver
+    /// answered `message_send` with, so the sender can match the host's id to its send.
+    pub origin_id: Option<MessageId>,
     /// The plaintext, or why there is none.
     pub decryption: Decryption,
 }

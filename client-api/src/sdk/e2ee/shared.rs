@@ -157,6 +157,7 @@ impl Shared {
             sent_at: message.sent_at,
             edited_at: message.edited_at,
             reply_to: message.reply_to,
+            origin_id: message.origin_id,
             decryption,
         }
     }
