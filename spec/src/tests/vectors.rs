@@ -197,6 +197,28 @@ fn sample_fed_request() -> FedRequest {
     }
 }
 
+/// The answer to [`sample_fed_request`]: an ack that defers its event (the recipient's queue is
+/// full), signed by the responder.
+fn sample_fed_response() -> FedResponse {
+    FedResponse {
+        origin: "beta.test:7102".parse().expect("name"),
+        destination: "alpha.test:7101".parse().expect("name"),
+        txn_id: 1,
+        ts: MOBIUM_EPOCH_MS + 1001,
+        body: FedResponseBody::Ack(Ack {
+            rejected: Vec::new(),
+            deferred: vec![Rejected {
+                index: 0,
+                error: ErrorBody {
+                    code: ErrorCode::QueueFull,
+                    message: "the recipient's offline queue is full; send again later".into(),
+                    retry_after_ms: Some(250),
+                },
+            }],
+        }),
+    }
+}
+
 #[test]
 fn signature_vectors() {
     let user = seed(USER_SEED);
@@ -213,6 +235,7 @@ fn signature_vectors() {
         user: user.public(),
     };
     let envelope = SignedEnvelope::sign(Domain::FederationFrame, &sample_fed_request(), &server);
+    let answer = SignedEnvelope::sign(Domain::FederationFrame, &sample_fed_response(), &user);
     let generated = json!([
         signature_case(
             "auth_proof",
@@ -231,6 +254,12 @@ fn signature_vectors() {
             Domain::FederationFrame,
             &server,
             &envelope.payload
+        ),
+        signature_case(
+            "federation_answer_deferred",
+            Domain::FederationFrame,
+            &user,
+            &answer.payload
         ),
     ]);
     let stored = check_file("signatures.json", &generated);
@@ -259,6 +288,9 @@ fn signature_vectors() {
     let fed: FedRequest =
         decode(&hex::decode(s(&stored[2], "canonical_hex")).expect("hex")).expect("decodes");
     assert_eq!(fed, sample_fed_request());
+    let back: FedResponse =
+        decode(&hex::decode(s(&stored[3], "canonical_hex")).expect("hex")).expect("decodes");
+    assert_eq!(back, sample_fed_response());
     assert!(
         AuthProof { ..proof }
             .verify(&Signature::from_hex(&s(&stored[0], "signature_hex")).expect("sig"))
