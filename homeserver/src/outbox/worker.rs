@@ -33,9 +33,12 @@ use crate::storage::{DirectFailureRow, SharedStore};
 /// Encoded events per transaction, leaving room in the 4 MiB frame for the envelope.
 const BATCH_BYTES: usize = mobium_spec::federation::MAX_FRAME_BYTES - 64 * 1024;
 
-/// How many pending events a worker looks at when building a batch; events held back for a
-/// deferred recipient are skipped, so this is more than one transaction's worth.
+/// How many pending events a worker reads at a time when building a batch; events held back for
+/// a deferred recipient are skipped, so this is more than one transaction's worth.
 const PEEK_EVENTS: u32 = 4 * MAX_EVENTS_PER_TXN as u32;
+
+/// How many such pages one attempt reads past held-back events before it waits (100,000 events).
+const MAX_PAGES: usize = 25;
 
 /// First retry delay after a failure.
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -300,14 +303,6 @@ impl Outbox {
         dest: &ServerName,
         holds: &mut Holds,
     ) -> Result<Progress, FedError> {
-        let pending = self
-            .store
-            .outbox_peek(dest, PEEK_EVENTS)
-            .await
-            .map_err(|e| FedError::Protocol(format!("outbox read: {e}")))?;
-        if pending.is_empty() {
-            return Ok(Progress::Idle);
-        }
         let now = Instant::now();
         holds.forget_expired(now);
         let mut seqs = Vec::new();
@@ -315,10 +310,25 @@ impl Outbox {
         let mut dropped = Vec::new();
         let mut held_until: Option<Instant> = holds.all;
         let mut size = 0;
-        if holds.all.is_none() {
-            for (seq, bytes) in pending {
+        let mut after = 0;
+        let mut pending = false;
+        // Page past events held back for a deferred recipient, so that one recipient's backlog
+        // never starves the others (bounded, so a huge backlog costs a bounded scan).
+        'pages: for _ in 0..MAX_PAGES {
+            let page = self
+                .store
+                .outbox_peek_after(dest, after, PEEK_EVENTS)
+                .await
+                .map_err(|e| FedError::Protocol(format!("outbox read: {e}")))?;
+            let full = page.len() == PEEK_EVENTS as usize;
+            pending |= !page.is_empty();
+            if holds.all.is_some() {
+                break;
+            }
+            for (seq, bytes) in page {
+                after = seq;
                 if events.len() == MAX_EVENTS_PER_TXN {
-                    break;
+                    break 'pages;
                 }
                 if bytes.len() > BATCH_BYTES {
                     tracing::error!(destination = %dest, seq, bytes = bytes.len(), "dropping an event too large for any federation frame");
@@ -326,7 +336,7 @@ impl Outbox {
                     continue;
                 }
                 if size + bytes.len() > BATCH_BYTES && !events.is_empty() {
-                    break;
+                    break 'pages;
                 }
                 match encoding::decode::<FedEvent>(&bytes) {
                     Ok(ev) => {
@@ -344,6 +354,12 @@ impl Outbox {
                     }
                 }
             }
+            if !events.is_empty() || !full {
+                break;
+            }
+        }
+        if !pending {
+            return Ok(Progress::Idle);
         }
         if !dropped.is_empty() {
             let _ = self.store.outbox_remove(dest, &dropped).await;

@@ -529,6 +529,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         destination: &ServerName,
         limit: u32,
+    ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+        self.outbox_peek_after(destination, 0, limit).await
+    }
+    /// [`outbox_peek`](Self::outbox_peek) from the first event after sequence number `after`.
+    async fn outbox_peek_after(
+        &self,
+        destination: &ServerName,
+        after: u64,
+        limit: u32,
     ) -> StoreResult<Vec<(u64, Vec<u8>)>>;
     /// Deletes delivered events by sequence number; returns how many.
     async fn outbox_remove(&self, destination: &ServerName, seqs: &[u64]) -> StoreResult<u64> {

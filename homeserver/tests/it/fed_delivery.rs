@@ -129,6 +129,43 @@ async fn full_queue_is_backpressure_not_loss(backend: Backend) {
     b.stop().await;
 }
 
+/// One recipient's deferred backlog — longer than what a delivery worker reads at once — does
+/// not hold up a message for another recipient on the same server.
+async fn a_deferred_backlog_does_not_starve_other_recipients(backend: Backend) {
+    let all = specs(2);
+    let Some(a) = start_node(backend, &all[0], &all).await else {
+        return;
+    };
+    let Some(b) = start_node_with(backend, &all[1], &all, |c| c.max_offline_messages = 50).await
+    else {
+        return;
+    };
+    let (alice, _ae, _) = user(&a).await;
+    let bob_key = Keypair::generate();
+    let (bob, _be) = Client::connect(&b.ws_url(), &bob_key, ConnectOptions::default())
+        .await
+        .unwrap();
+    let bob_id = bob.user_id().clone();
+    bob.close();
+    let (carol, mut ce, _) = user(&b).await;
+    // Bob is offline with a queue of 50: all but 50 of these wait in node1's outbox.
+    send_numbered(&alice, &bob_id, 4_300).await;
+    alice
+        .request(Request::DirectSend(DirectSend {
+            to: carol.user_id().clone(),
+            ciphertext: b"olm:for carol".to_vec(),
+            txn: None,
+        }))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(20), direct(&mut ce))
+        .await
+        .expect("carol's message is not held behind bob's backlog");
+    assert_eq!(got.ciphertext, b"olm:for carol");
+    a.stop().await;
+    b.stop().await;
+}
+
 async fn refusal_for_good_is_reported_to_the_sender(backend: Backend) {
     let all = specs(2);
     let Some(a) = start_node(backend, &all[0], &all).await else {
@@ -481,6 +518,7 @@ async fn federated_input_is_checked_like_client_input(backend: Backend) {
 }
 
 both_backends!(
+    a_deferred_backlog_does_not_starve_other_recipients,
     full_queue_is_backpressure_not_loss,
     refusal_for_good_is_reported_to_the_sender,
     receiver_database_failure_is_retried_not_refused,

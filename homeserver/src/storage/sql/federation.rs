@@ -159,12 +159,14 @@ async fn append(conn: &mut Connection, items: &[OutboxItem], now: u64) -> StoreR
 pub(super) async fn outbox_peek(
     pool: &Pool,
     destination: &ServerName,
+    after: u64,
     limit: u32,
 ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
     let rows: Vec<OutboxTuple> = sqlx::query_as(
-        "SELECT seq, event FROM outbox WHERE destination = $1 ORDER BY seq LIMIT $2",
+        "SELECT seq, event FROM outbox WHERE destination = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
     .bind(destination.to_string())
+    .bind(sql_u64(after))
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;

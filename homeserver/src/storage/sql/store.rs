@@ -338,12 +338,13 @@ impl Store for Backend {
         federation::commit_hosted(&self.pool, change, items, now, txn).await
     }
 
-    async fn outbox_peek(
+    async fn outbox_peek_after(
         &self,
         destination: &ServerName,
+        after: u64,
         limit: u32,
     ) -> StoreResult<Vec<(u64, Vec<u8>)>> {
-        federation::outbox_peek(&self.pool, destination, limit).await
+        federation::outbox_peek(&self.pool, destination, after, limit).await
     }
 
     async fn outbox_settle(
