@@ -11,7 +11,7 @@ use mobium_spec::federation::{HostedBody, HostedEvent};
 use mobium_spec::{ErrorCode, ServerName};
 
 use super::Outcome;
-use crate::domain::{App, err, now_ms, perms};
+use crate::domain::{App, DomainError, err, now_ms, perms};
 use crate::storage::{MessageRow, StoreError};
 
 /// How long the host should wait before resending events of a channel we have no copy of yet.
@@ -55,7 +55,7 @@ pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Out
     }
 }
 
-async fn apply_body(app: &App, h: &HostedEvent) -> Result<(), ErrorBody> {
+async fn apply_body(app: &App, h: &HostedEvent) -> Result<(), DomainError> {
     let channel = &h.channel;
     let ch = perms::channel(app, channel).await?;
     match &h.body {

@@ -17,7 +17,6 @@ mod hosted;
 mod inbound;
 mod queries;
 
-use mobium_spec::ErrorCode;
 use mobium_spec::client::ErrorBody;
 
 use crate::domain::DomainError;
@@ -31,16 +30,6 @@ enum Outcome {
     Refused(ErrorBody),
     Deferred(ErrorBody),
     Retry(ErrorBody),
-}
-
-impl From<ErrorBody> for Outcome {
-    fn from(e: ErrorBody) -> Self {
-        match e.code {
-            ErrorCode::Internal | ErrorCode::ShuttingDown => Outcome::Retry(e),
-            ErrorCode::QueueFull | ErrorCode::RateLimited => Outcome::Deferred(e),
-            _ => Outcome::Refused(e),
-        }
-    }
 }
 
 impl From<StoreError> for Outcome {

@@ -11,19 +11,6 @@ use mobium_spec::{ChannelId, ErrorCode, MessageId};
 use crate::both_backends;
 use crate::support::*;
 
-async fn create_channel(c: &Client) -> ChannelId {
-    let Response::ChannelCreated(ch) = c
-        .request(Request::ChannelCreate(ChannelCreate {
-            metadata: b"sealed".to_vec(),
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    ch.channel
-}
-
 async fn invite(
     c: &Client,
     ch: &ChannelId,

@@ -10,19 +10,6 @@ use mobium_spec::{ChannelId, Keypair};
 use crate::both_backends;
 use crate::support::*;
 
-async fn create_channel(c: &Client) -> ChannelId {
-    let Response::ChannelCreated(ch) = c
-        .request(Request::ChannelCreate(ChannelCreate {
-            metadata: b"sealed".to_vec(),
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("create")
-    };
-    ch.channel
-}
-
 async fn join_with_new_invite(owner: &Client, member: &Client, ch: &ChannelId) {
     let Response::Invite(i) = owner
         .request(Request::InviteCreate(InviteCreate {

@@ -513,3 +513,17 @@ pub fn assert_clean(stored: &[(String, Vec<u8>)], plaintexts: &[String], control
         assert!(found.is_empty(), "{p} found in {found:?}");
     }
 }
+
+/// Creates a channel (opaque metadata) and returns its id.
+pub async fn create_channel(c: &Client) -> mobium_spec::ChannelId {
+    let Response::ChannelCreated(ch) = c
+        .request(Request::ChannelCreate(mobium_spec::client::ChannelCreate {
+            metadata: b"sealed".to_vec(),
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("create")
+    };
+    ch.channel
+}

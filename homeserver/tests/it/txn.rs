@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use mobium_client_api::sdk::Client;
 use mobium_spec::client::*;
 use mobium_spec::{ChannelId, ErrorCode, UserId};
 
@@ -27,19 +26,6 @@ fn post(channel: &ChannelId, body: &[u8], txn: &str) -> Request {
         reply_to: None,
         txn: Some(txn.to_owned()),
     })
-}
-
-async fn create_channel(c: &Client) -> ChannelId {
-    let Response::ChannelCreated(ch) = c
-        .request(Request::ChannelCreate(ChannelCreate {
-            metadata: b"sealed".to_vec(),
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("create")
-    };
-    ch.channel
 }
 
 async fn a_repeated_named_send_is_stored_once(backend: Backend) {
