@@ -2,20 +2,17 @@
 //! joining — on this server, or on another server through a federation query to the host,
 //! after which this server keeps a replica of the channel for its users.
 
-use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
     ChannelCreate, ChannelCreated, ChannelInfo, ChannelJoin, ChannelRef, ChannelUpdate, Channels,
-    Event, InviteCreate, InviteInfo, InviteRevoke, Invites, MAX_METADATA_BYTES, MemberEvent,
-    Response,
+    InviteCreate, InviteInfo, InviteRevoke, Invites, MAX_METADATA_BYTES, Response,
 };
 use mobium_spec::federation::{HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ChannelId, ErrorCode, ServerName, UserId};
 
 use super::DomainError;
-use super::remote;
-use super::{App, Handled, err, now_ms, perms};
-use crate::storage::{ChannelRow, HostedChange, InviteRow, InviteUse};
+use super::{App, Handled, change, err, now_ms, perms, remote};
+use crate::storage::{ChannelRow, InviteRow, InviteUse};
 
 /// Invite codes: 16 random bytes as 22 characters of unpadded base64url.
 fn new_invite_code() -> Result<String, DomainError> {
@@ -62,19 +59,12 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     }
     let ch = perms::channel(app, &r.channel).await?;
     require_hosted(app, &ch)?;
+    let order = app.channel_lock(&ch.id).await;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
-    let _order = app.channel_lock(&ch.id).await;
-    let change = HostedChange::Metadata {
-        channel: ch.id.clone(),
-        metadata: r.metadata.clone(),
-    };
     let body = HostedBody::MetadataUpdated {
-        metadata: r.metadata.clone(),
+        metadata: r.metadata,
     };
-    remote::host_commit(app, &ch, change, body, None, None).await?;
-    app.cache.clear();
-    let frame = encode_event(&Event::ChannelUpdated(r));
-    perms::fan_out(app, &ch, &frame).await?;
+    change::commit(app, &order, &ch, body, None, None).await?;
     Ok(Response::Ok)
 }
 
@@ -237,7 +227,7 @@ pub(crate) async fn join_hosted(
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::InviteInvalid, "no such invite"))?;
     let ch = perms::channel(app, &invite.channel).await?;
-    let _order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await;
     if app.store.is_banned(&ch.id, user).await? {
         return Err(err(ErrorCode::Banned, "you are banned from this channel"));
     }
@@ -255,21 +245,10 @@ pub(crate) async fn join_hosted(
             ));
         }
     }
-    let change = HostedChange::MemberAdd {
-        channel: ch.id.clone(),
-        user: user.clone(),
-        now: now_ms(),
-    };
     let body = HostedBody::MemberJoined { user: user.clone() };
-    let seq = remote::host_commit(app, &ch, change, body, Some(&user.server), None)
+    let seq = change::commit(app, &order, &ch, body, Some(&user.server), None)
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::Conflict, "already a member"))?;
-    app.cache.clear();
-    let frame = encode_event(&Event::MemberJoined(MemberEvent {
-        channel: ch.id.clone(),
-        user: user.clone(),
-    }));
-    perms::fan_out(app, &ch, &frame).await?;
     Ok((info(app, &ch).await?, seq))
 }
 

@@ -2,10 +2,8 @@
 //! and effective permissions. On the host, a departure commits together with the events for the
 //! member servers; leaving a channel hosted elsewhere is forwarded to its host.
 
-use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
-    ChannelRef, EffectivePermissions, Event, LeaveReason, Member, MemberLeft, MemberRef, Members,
-    Response,
+    ChannelRef, EffectivePermissions, LeaveReason, Member, MemberRef, Members, Response,
 };
 use mobium_spec::federation::{ChannelLeave, FedEvent, HostedBody, Query, QueryResult};
 use mobium_spec::permissions::Permissions;
@@ -13,49 +11,26 @@ use mobium_spec::{ErrorCode, UserId};
 
 use super::DomainError;
 use super::channels::require_hosted;
-use super::remote;
-use super::{App, Handled, err, now_ms, perms};
-use crate::storage::{ChannelRow, HostedChange};
+use super::{App, ChannelOrder, Handled, change, err, now_ms, perms, remote};
+use crate::storage::ChannelRow;
 
 /// On the host: removes a member and tells the remaining viewers, the removed user and the
-/// member servers.
+/// member servers. `order` is the channel's lock, under which the caller authorized this.
 pub(crate) async fn depart(
     app: &App,
+    order: &ChannelOrder,
     ch: &ChannelRow,
     user: &UserId,
     reason: LeaveReason,
 ) -> Result<(), DomainError> {
-    let _order = app.channel_lock(&ch.id).await;
-    let viewers_before = perms::viewers(app, ch).await?;
-    let change = HostedChange::MemberRemove {
-        channel: ch.id.clone(),
-        user: user.clone(),
-    };
     let body = HostedBody::MemberLeft {
         user: user.clone(),
         reason,
     };
-    if remote::host_commit(app, ch, change, body, None, None)
+    change::commit(app, order, ch, body, None, None)
         .await?
-        .is_none()
-    {
-        return Err(err(ErrorCode::NotFound, "not a member"));
-    }
-    app.cache.clear();
-    let frame = encode_event(&Event::MemberLeft(MemberLeft {
-        channel: ch.id.clone(),
-        user: user.clone(),
-        reason,
-    }));
-    for u in viewers_before.iter() {
-        if app.is_local(u) {
-            app.hub.push(&u.key, &frame);
-        }
-    }
-    if app.is_local(user) && !viewers_before.contains(user) {
-        app.hub.push(&user.key, &frame);
-    }
-    Ok(())
+        .map(|_| ())
+        .ok_or_else(|| err(ErrorCode::NotFound, "not a member"))
 }
 
 /// `channel_leave`: the caller leaves (the host orders it).
@@ -65,7 +40,8 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
         return Err(err(ErrorCode::NotFound, "no such channel"));
     }
     if app.hosts(&ch.id) {
-        depart(app, &ch, me, LeaveReason::Left).await?;
+        let order = app.channel_lock(&ch.id).await;
+        depart(app, &order, &ch, me, LeaveReason::Left).await?;
     } else {
         // Leave the replica now; the host learns it through the outbox.
         let event = FedEvent::ChannelLeave(ChannelLeave {
@@ -88,6 +64,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
     } else {
         Permissions::KICK
     };
+    let order = app.channel_lock(&ch.id).await;
     perms::require(app, &ch, me, needed).await?;
     // Oneself first: an owner naming itself is told how to leave, not that owners stay.
     if r.user == *me {
@@ -105,14 +82,14 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
     if ban {
         app.store.ban_add(&ch.id, &r.user, me, now_ms()).await?;
         app.invalidate_permissions();
-        match depart(app, &ch, &r.user, LeaveReason::Banned).await {
+        match depart(app, &order, &ch, &r.user, LeaveReason::Banned).await {
             // Banning someone who already left is fine: the ban stands.
             Ok(()) => {}
             Err(e) if e.code() == ErrorCode::NotFound => {}
             Err(e) => return Err(e),
         }
     } else {
-        depart(app, &ch, &r.user, LeaveReason::Kicked).await?;
+        depart(app, &order, &ch, &r.user, LeaveReason::Kicked).await?;
     }
     tracing::info!(channel = %ch.id, by = %me, user = %r.user, ban, "member removed");
     Ok(Response::Ok)

@@ -5,10 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
-use mobium_client_api::server::encode_event;
 use mobium_spec::client::{
-    ChannelMessage, Event, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History, MessageDeleted,
-    MessageEdit, MessageEdited, MessageRef, MessageSend, MessageSent, Messages, Response,
+    ChannelMessage, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, History, MessageEdit, MessageRef,
+    MessageSend, MessageSent, Messages, Response,
 };
 use mobium_spec::federation::{
     ChannelDelete, ChannelEdit, ChannelSend, FedEvent, HostedBody, Query, QueryResult,
@@ -18,22 +17,8 @@ use mobium_spec::{ErrorCode, MessageId, UserId};
 
 use super::DomainError;
 use super::{App, Handled, err, now_ms, perms};
-use super::{remote, txn};
-use crate::storage::{ChannelRow, HistoryQuery, HostedChange, MessageRow, StoreError};
-
-/// A stored message as the wire shows it.
-pub(crate) fn to_wire(row: MessageRow) -> ChannelMessage {
-    ChannelMessage {
-        channel: row.channel,
-        id: row.id,
-        sender: row.sender,
-        ciphertext: row.ciphertext,
-        sent_at: row.sent_at,
-        edited_at: row.edited_at,
-        reply_to: row.reply_to,
-        origin_id: row.origin_id,
-    }
-}
+use super::{change, remote, txn};
+use crate::storage::{ChannelRow, HistoryQuery, StoreError};
 
 /// `message_send`: ordered and committed by the channel's host (here, or queued for it).
 pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
@@ -99,9 +84,9 @@ pub(crate) async fn send_hosted(
     named: Option<(&UserId, &str)>,
 ) -> Result<Option<MessageSent>, DomainError> {
     app.check_message(&ciphertext)?;
-    let _order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await;
     perms::require(app, ch, sender, Permissions::SEND).await?;
-    let row = MessageRow {
+    let message = ChannelMessage {
         channel: ch.id.clone(),
         id: app.next_id(),
         sender: sender.clone(),
@@ -113,29 +98,19 @@ pub(crate) async fn send_hosted(
     };
     let sent = MessageSent {
         channel: ch.id.clone(),
-        id: row.id,
-        sent_at: row.sent_at,
+        id: message.id,
+        sent_at: message.sent_at,
     };
-    let wire = to_wire(row.clone());
     let rec =
         named.and_then(|(me, t)| txn::record(me, Some(t), &Response::MessageSent(sent.clone())));
-    match remote::host_commit(
-        app,
-        ch,
-        HostedChange::Message(row),
-        HostedBody::Message(wire.clone()),
-        None,
-        rec.as_ref(),
-    )
-    .await
-    {
+    let body = HostedBody::Message(message);
+    match change::commit(app, &order, ch, body, None, rec.as_ref()).await {
         Ok(_) => {}
         // A member server's retried delivery of a send stored before.
         Err(e) if e.code() == ErrorCode::Conflict && origin_id.is_some() => return Ok(None),
         Err(e) => return Err(e),
     }
     app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
-    perms::fan_out(app, ch, &encode_event(&Event::Message(wire))).await?;
     Ok(Some(sent))
 }
 
@@ -177,7 +152,7 @@ pub(super) async fn history(app: &App, me: &UserId, r: History) -> Handled {
         .await?;
     Ok(Response::Messages(Messages {
         channel: ch.id.clone(),
-        messages: rows.into_iter().map(to_wire).collect(),
+        messages: rows.into_iter().map(change::message_to_wire).collect(),
         has_more,
     }))
 }
@@ -213,35 +188,18 @@ pub(crate) async fn edit_hosted(
     ciphertext: Vec<u8>,
 ) -> Result<(), DomainError> {
     app.check_message(&ciphertext)?;
-    let _order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await;
     may_change(app, ch, editor, id).await?;
-    let edited_at = now_ms();
-    let change = HostedChange::Edit {
-        channel: ch.id.clone(),
-        id,
-        ciphertext: ciphertext.clone(),
-        edited_at,
-    };
     let body = HostedBody::Edited {
         id,
         editor: editor.clone(),
-        ciphertext: ciphertext.clone(),
-        edited_at,
-    };
-    if remote::host_commit(app, ch, change, body, None, None)
-        .await?
-        .is_none()
-    {
-        return Err(err(ErrorCode::NotFound, "no such message"));
-    }
-    let ev = Event::MessageEdited(MessageEdited {
-        channel: ch.id.clone(),
-        id,
-        editor: editor.clone(),
         ciphertext,
-        edited_at,
-    });
-    perms::fan_out(app, ch, &encode_event(&ev)).await
+        edited_at: now_ms(),
+    };
+    change::commit(app, &order, ch, body, None, None)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
 }
 
 /// On the host: checks and applies a deletion by `deleter` (local or remote).
@@ -251,28 +209,16 @@ pub(crate) async fn delete_hosted(
     deleter: &UserId,
     id: MessageId,
 ) -> Result<(), DomainError> {
-    let _order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await;
     may_change(app, ch, deleter, id).await?;
-    let change = HostedChange::Delete {
-        channel: ch.id.clone(),
-        id,
-    };
     let body = HostedBody::Deleted {
         id,
         deleted_by: deleter.clone(),
     };
-    if remote::host_commit(app, ch, change, body, None, None)
+    change::commit(app, &order, ch, body, None, None)
         .await?
-        .is_none()
-    {
-        return Err(err(ErrorCode::NotFound, "no such message"));
-    }
-    let ev = Event::MessageDeleted(MessageDeleted {
-        channel: ch.id.clone(),
-        id,
-        deleted_by: deleter.clone(),
-    });
-    perms::fan_out(app, ch, &encode_event(&ev)).await
+        .map(|_| ())
+        .ok_or_else(|| err(ErrorCode::NotFound, "no such message"))
 }
 
 /// `message_edit`: replaces a message's ciphertext (its sender, or `manage_messages`).

@@ -6,6 +6,7 @@
 //! domain asks of other servers; this file holds the shared [`App`] state and the dispatch from
 //! a decoded [`Request`] to its handler.
 
+mod change;
 mod channels;
 mod direct;
 mod error;
@@ -19,10 +20,11 @@ mod roles;
 mod session;
 mod txn;
 
+pub(crate) use change::{ChannelOrder, apply_replica, message_to_wire};
 pub(crate) use channels::join_hosted;
 pub(crate) use keys::claim_local;
 pub(crate) use membership::{depart, member_list};
-pub(crate) use messages::{delete_hosted, edit_hosted, send_hosted, to_wire as messages_to_wire};
+pub(crate) use messages::{delete_hosted, edit_hosted, send_hosted};
 pub(crate) use presence::relay_typing;
 pub(crate) use session::{authenticate, authenticated, disconnected};
 
@@ -158,10 +160,7 @@ impl App {
 
     /// Serializes changes to one hosted channel, so the order of ids, commits, local
     /// deliveries and federation events is the same (the host orders every event).
-    pub(crate) async fn channel_lock(
-        &self,
-        channel: &mobium_spec::ChannelId,
-    ) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn channel_lock(&self, channel: &mobium_spec::ChannelId) -> ChannelOrder {
         let lock = self
             .channel_locks
             .lock()
@@ -169,7 +168,7 @@ impl App {
             .entry(channel.clone())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        ChannelOrder::new(channel.clone(), lock.lock_owned().await)
     }
 
     /// The federation link (`None` when federation is disabled).

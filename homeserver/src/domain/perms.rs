@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mobium_spec::client::{EVERYONE_ROLE, ErrorBody};
+use mobium_spec::client::EVERYONE_ROLE;
 use mobium_spec::permissions::{Override, PermissionInputs, Permissions};
 use mobium_spec::{ChannelId, ErrorCode, UserId};
 
@@ -164,7 +164,7 @@ pub(crate) async fn require(
 }
 
 /// Members who may see the channel's events.
-pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId>>, ErrorBody> {
+pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId>>, DomainError> {
     if let Some(v) = app.cache.lock().viewers.get(&ch.id) {
         return Ok(v.clone());
     }
@@ -203,18 +203,4 @@ pub(crate) async fn server_wide(app: &App, user: &UserId) -> Result<Permissions,
     } else {
         p
     })
-}
-
-/// Pushes an encoded event to every local viewer of a channel.
-pub(crate) async fn fan_out(
-    app: &App,
-    ch: &ChannelRow,
-    frame: &mobium_client_api::server::Outbound,
-) -> Result<(), DomainError> {
-    for user in viewers(app, ch).await?.iter() {
-        if app.is_local(user) {
-            app.hub.push(&user.key, frame);
-        }
-    }
-    Ok(())
 }

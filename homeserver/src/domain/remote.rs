@@ -5,15 +5,13 @@
 
 use std::collections::BTreeSet;
 
-use mobium_spec::federation::{
-    Ephemeral, FedEvent, HostedBody, HostedEvent, Query, QueryResult, Transaction,
-};
+use mobium_spec::federation::{Ephemeral, FedEvent, Query, QueryResult, Transaction};
 use mobium_spec::{ErrorCode, ServerName, encoding};
 
 use super::DomainError;
-use super::{App, err, now_ms};
+use super::{App, err};
 use crate::outbox::Link;
-use crate::storage::{ChannelRow, ClientTxn, HostedChange, OutboxItem};
+use crate::storage::{ChannelRow, ClientTxn, OutboxItem};
 
 /// The federation link, or the error a client gets when federation is off.
 pub(super) fn link(app: &App) -> Result<&Link, DomainError> {
@@ -53,9 +51,7 @@ pub(super) async fn enqueue_named(
     let start = std::time::Instant::now();
     let written = link.writer.push(items, txn).await?;
     app.metrics.db_latency(start.elapsed());
-    for d in &dests {
-        link.outbox.wake(d);
-    }
+    wake(app, &dests);
     Ok(written)
 }
 
@@ -74,52 +70,13 @@ pub(super) async fn member_servers(
         .collect())
 }
 
-/// On the host: applies `change` and, in the same transaction, queues `body` as a hosted event
-/// for every member server (plus `also`, e.g. a joining user's server). Returns the hosted
-/// event's `seq`, or `None` when the change did nothing (and nothing was queued).
-pub(super) async fn host_commit(
-    app: &App,
-    ch: &ChannelRow,
-    change: HostedChange,
-    body: HostedBody,
-    also: Option<&ServerName>,
-    txn: Option<&ClientTxn>,
-) -> Result<Option<u64>, DomainError> {
-    let mut dests = member_servers(app, ch).await?;
-    if let Some(s) = also
-        && *s != app.server_name
-    {
-        dests.insert(s.clone());
-    }
-    if !dests.is_empty() && app.federation().is_none() {
-        tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
-    }
-    let seq = app.next_id().get();
-    let items: Vec<OutboxItem> = if app.federation().is_some() {
-        let event = FedEvent::Hosted(HostedEvent {
-            channel: ch.id.clone(),
-            seq,
-            body,
-        });
-        dests.iter().map(|d| item(d, &event)).collect()
-    } else {
-        Vec::new()
-    };
-    let done = app
-        .timed(
-            app.store
-                .commit_hosted_with_txn(&change, &items, now_ms(), txn),
-        )
-        .await?;
-    if !done {
-        return Ok(None);
-    }
+/// Wakes the outbox workers of `dests` after their events committed.
+pub(super) fn wake<'a>(app: &App, dests: impl IntoIterator<Item = &'a ServerName>) {
     if let Some(link) = app.federation() {
-        for d in &dests {
+        for d in dests {
             link.outbox.wake(d);
         }
     }
-    Ok(Some(seq))
 }
 
 /// Asks `destination` a question and waits for its verified answer: `federation_unavailable`

@@ -82,7 +82,7 @@ pub(super) async fn answer(
                 .await?;
             Ok(QueryResult::Messages(Messages {
                 channel: ch.id.clone(),
-                messages: rows.into_iter().map(domain::messages_to_wire).collect(),
+                messages: rows.into_iter().map(domain::message_to_wire).collect(),
                 has_more,
             }))
         }

@@ -1,0 +1,289 @@
+//! One path for every change to a channel (spec `federation.md` §Channels): a change is the
+//! body of the hosted event that announces it ([`HostedBody`]: message, edit, delete, join,
+//! leave, metadata). On the host, [`commit`] applies it under the channel's order lock together
+//! with the hosted events for the member servers; on a member server, [`apply_replica`] applies
+//! the host's event to the local copy. Both then drop what the change made stale and [`deliver`]
+//! the same client event to the local viewers.
+//!
+//! Handlers authorize *under* the lock ([`ChannelOrder`] proves they hold it), so a change that
+//! races another (a send racing a kick) is ordered wholly before or wholly after it.
+
+use std::sync::Arc;
+
+use mobium_client_api::server::{Outbound, encode_event};
+use mobium_spec::client::{
+    ChannelMessage, ChannelUpdate, Event, LeaveReason, MemberEvent, MemberLeft, MessageDeleted,
+    MessageEdited,
+};
+use mobium_spec::federation::{FedEvent, HostedBody, HostedEvent};
+use mobium_spec::{ChannelId, ServerName, UserId};
+
+use super::{App, DomainError, now_ms, perms, remote};
+use crate::storage::{ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError};
+
+/// Proof that the holder has the order lock of one hosted channel ([`App::channel_lock`]):
+/// changes to that channel are committed, and their events delivered, one at a time.
+pub(crate) struct ChannelOrder {
+    channel: ChannelId,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl ChannelOrder {
+    pub(super) fn new(channel: ChannelId, guard: tokio::sync::OwnedMutexGuard<()>) -> Self {
+        ChannelOrder {
+            channel,
+            _guard: guard,
+        }
+    }
+}
+
+/// A stored message as the wire shows it.
+pub(crate) fn message_to_wire(row: MessageRow) -> ChannelMessage {
+    ChannelMessage {
+        channel: row.channel,
+        id: row.id,
+        sender: row.sender,
+        ciphertext: row.ciphertext,
+        sent_at: row.sent_at,
+        edited_at: row.edited_at,
+        reply_to: row.reply_to,
+        origin_id: row.origin_id,
+    }
+}
+
+fn message_row(m: &ChannelMessage) -> MessageRow {
+    MessageRow {
+        channel: m.channel.clone(),
+        id: m.id,
+        sender: m.sender.clone(),
+        ciphertext: m.ciphertext.clone(),
+        sent_at: m.sent_at,
+        edited_at: m.edited_at,
+        reply_to: m.reply_to,
+        origin_id: m.origin_id,
+    }
+}
+
+/// The storage statement a change runs (the same on the host and on its replicas); `None` for
+/// a body this build does not know.
+fn stored(channel: &ChannelId, body: &HostedBody) -> Option<HostedChange> {
+    let channel = channel.clone();
+    Some(match body {
+        HostedBody::Message(m) => HostedChange::Message(message_row(m)),
+        HostedBody::Edited {
+            id,
+            ciphertext,
+            edited_at,
+            ..
+        } => HostedChange::Edit {
+            channel,
+            id: *id,
+            ciphertext: ciphertext.clone(),
+            edited_at: *edited_at,
+        },
+        HostedBody::Deleted { id, .. } => HostedChange::Delete { channel, id: *id },
+        HostedBody::MemberJoined { user } => HostedChange::MemberAdd {
+            channel,
+            user: user.clone(),
+            now: now_ms(),
+        },
+        HostedBody::MemberLeft { user, .. } => HostedChange::MemberRemove {
+            channel,
+            user: user.clone(),
+        },
+        HostedBody::MetadataUpdated { metadata } => HostedChange::Metadata {
+            channel,
+            metadata: metadata.clone(),
+        },
+        _ => return None,
+    })
+}
+
+/// The event a change shows clients (the same on the host and on its replicas).
+fn client_event(channel: &ChannelId, body: &HostedBody) -> Option<Event> {
+    let channel = channel.clone();
+    Some(match body {
+        HostedBody::Message(m) => Event::Message(m.clone()),
+        HostedBody::Edited {
+            id,
+            editor,
+            ciphertext,
+            edited_at,
+        } => Event::MessageEdited(MessageEdited {
+            channel,
+            id: *id,
+            editor: editor.clone(),
+            ciphertext: ciphertext.clone(),
+            edited_at: *edited_at,
+        }),
+        HostedBody::Deleted { id, deleted_by } => Event::MessageDeleted(MessageDeleted {
+            channel,
+            id: *id,
+            deleted_by: deleted_by.clone(),
+        }),
+        HostedBody::MemberJoined { user } => Event::MemberJoined(MemberEvent {
+            channel,
+            user: user.clone(),
+        }),
+        HostedBody::MemberLeft { user, reason } => Event::MemberLeft(MemberLeft {
+            channel,
+            user: user.clone(),
+            reason: *reason,
+        }),
+        HostedBody::MetadataUpdated { metadata } => Event::ChannelUpdated(ChannelUpdate {
+            channel,
+            metadata: metadata.clone(),
+        }),
+        _ => return None,
+    })
+}
+
+/// Whether a change alters who may see the channel or what the cache holds of it.
+fn changes_membership(body: &HostedBody) -> bool {
+    matches!(
+        body,
+        HostedBody::MemberJoined { .. }
+            | HostedBody::MemberLeft { .. }
+            | HostedBody::MetadataUpdated { .. }
+    )
+}
+
+/// Who must hear of a departure: whoever could see the channel before it (the departing user
+/// included, who no longer can afterwards).
+async fn audience_before(
+    app: &App,
+    ch: &ChannelRow,
+    body: &HostedBody,
+) -> Result<Vec<UserId>, DomainError> {
+    match body {
+        HostedBody::MemberLeft { user, .. } => {
+            let mut v = perms::viewers(app, ch).await?.as_ref().clone();
+            if !v.contains(user) {
+                v.push(user.clone());
+            }
+            Ok(v)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// On the host: applies `body` and, in the same transaction, queues it as a hosted event for
+/// every member server (plus `also`, a joining user's server) and records the client's `txn`;
+/// then delivers it to the local viewers. Returns the event's `seq`, or `None` when the change
+/// did nothing (no such message, not a member, already a member): then nothing was queued.
+pub(crate) async fn commit(
+    app: &App,
+    order: &ChannelOrder,
+    ch: &ChannelRow,
+    body: HostedBody,
+    also: Option<&ServerName>,
+    txn: Option<&ClientTxn>,
+) -> Result<Option<u64>, DomainError> {
+    debug_assert_eq!(
+        order.channel, ch.id,
+        "committed under another channel's lock"
+    );
+    let Some(change) = stored(&ch.id, &body) else {
+        return Ok(None);
+    };
+    let before = audience_before(app, ch, &body).await?;
+    let mut dests = remote::member_servers(app, ch).await?;
+    if let Some(s) = also
+        && *s != app.server_name
+    {
+        dests.insert(s.clone());
+    }
+    if !dests.is_empty() && app.federation().is_none() {
+        tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
+    }
+    let seq = app.next_id().get();
+    let items: Vec<OutboxItem> = if app.federation().is_some() {
+        let event = FedEvent::Hosted(HostedEvent {
+            channel: ch.id.clone(),
+            seq,
+            body: body.clone(),
+        });
+        dests.iter().map(|d| remote::item(d, &event)).collect()
+    } else {
+        Vec::new()
+    };
+    let done = app
+        .timed(
+            app.store
+                .commit_hosted_with_txn(&change, &items, now_ms(), txn),
+        )
+        .await?;
+    if !done {
+        return Ok(None);
+    }
+    remote::wake(app, &dests);
+    settle(app, ch, &body, before).await?;
+    Ok(Some(seq))
+}
+
+/// On a member server: applies the host's `body` to the local copy of `channel` and delivers it
+/// to the local viewers. A message stored before (a retried delivery) is not delivered again.
+pub(crate) async fn apply_replica(
+    app: &App,
+    channel: &ChannelId,
+    body: &HostedBody,
+) -> Result<(), DomainError> {
+    let ch = perms::channel(app, channel).await?;
+    let Some(change) = stored(channel, body) else {
+        return Ok(());
+    };
+    let before = audience_before(app, &ch, body).await?;
+    // An edit or deletion of a message from before this server's users joined changes no row
+    // here, but those users may hold the message from the host's history: they still hear of it.
+    match app.store.commit_hosted(&change, &[], now_ms()).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) if matches!(body, HostedBody::Message(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if let HostedBody::MemberLeft {
+        user,
+        reason: LeaveReason::Banned,
+    } = body
+    {
+        tracing::info!(%channel, %user, "banned by the channel's host");
+    }
+    settle(app, &ch, body, before).await
+}
+
+/// After a change committed: drops the cached permissions it made stale and delivers its event.
+async fn settle(
+    app: &App,
+    ch: &ChannelRow,
+    body: &HostedBody,
+    before: Vec<UserId>,
+) -> Result<(), DomainError> {
+    if changes_membership(body) {
+        app.cache.clear();
+    }
+    let Some(event) = client_event(&ch.id, body) else {
+        return Ok(());
+    };
+    let frame = encode_event(&event);
+    if matches!(body, HostedBody::MemberLeft { .. }) {
+        push_local(app, &before, &frame);
+        return Ok(());
+    }
+    fan_out(app, ch, &frame).await
+}
+
+/// Pushes an encoded event to every local viewer of a channel.
+pub(crate) async fn fan_out(
+    app: &App,
+    ch: &ChannelRow,
+    frame: &Outbound,
+) -> Result<(), DomainError> {
+    let viewers: Arc<Vec<UserId>> = perms::viewers(app, ch).await?;
+    push_local(app, &viewers, frame);
+    Ok(())
+}
+
+fn push_local(app: &App, users: &[UserId], frame: &Outbound) {
+    for user in users.iter().filter(|u| app.is_local(u)) {
+        app.hub.push(&user.key, frame);
+    }
+}
