@@ -719,6 +719,74 @@ async fn fallback_key_keeps_an_offline_user_reachable(backend: Backend) {
     server.stop().await;
 }
 
+/// The decrypted metadata of `channel` as `u`'s client lists it, once it can be read.
+async fn readable_name(u: &User, channel: &ChannelId) -> String {
+    eventually(|| async {
+        let list = u.m.channels().await.ok()?;
+        let (_, meta) = list
+            .into_iter()
+            .find(|(info, _)| info.channel == *channel)?;
+        meta.ok().flatten().and_then(|m| m.name)
+    })
+    .await
+}
+
+/// A member who joins while the one who named the channel is offline still reads its name:
+/// another member who holds the metadata session forwards it (`megolm_forward`), and the
+/// forwarded session opens the metadata but no message.
+async fn newcomer_reads_the_name_while_its_setter_is_offline(backend: Backend) {
+    let Some(server) = start(backend).await else {
+        return;
+    };
+    let mut alice = user(&server).await;
+    let mut bob = user(&server).await;
+    let meta = ChannelMeta {
+        name: Some(secret("channel-name")),
+        topic: None,
+    };
+    let channel = named_channel_with(&mut alice, &mut [&mut bob], &meta).await;
+    assert_eq!(Some(readable_name(&bob, &channel).await), meta.name);
+    let before = secret("before-carol");
+    alice.m.send_text(&channel, &before, None).await.unwrap();
+    channel_text(&mut bob.inbox, &channel, alice.id(), &before).await;
+    let invite = alice
+        .m
+        .client()
+        .invite_create(&channel, None, None)
+        .await
+        .unwrap();
+    // Alice, the only holder of the metadata session's original key, goes away (her client's
+    // event stream has ended: it sees nothing of what follows).
+    alice.m.close();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while alice.inbox.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "alice's client did not stop");
+
+    let carol = user(&server).await;
+    carol.m.join(&invite.code).await.unwrap();
+    assert_eq!(Some(readable_name(&carol, &channel).await), meta.name);
+    // What came before Carol joined stays unreadable to her: a forward opens metadata only.
+    let (page, _) = carol
+        .m
+        .history(History {
+            channel: channel.clone(),
+            before: None,
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        page[0].decryption.text().is_none(),
+        "{:?}",
+        page[0].decryption
+    );
+    server.stop().await;
+}
+
 async fn claimer_count(u: &User) -> u32 {
     u.m.client().keys_count().await.unwrap().one_time
 }
@@ -731,4 +799,5 @@ both_backends!(
     missing_key_is_requested_and_answered,
     one_time_keys_are_replenished,
     fallback_key_keeps_an_offline_user_reachable,
+    newcomer_reads_the_name_while_its_setter_is_offline,
 );

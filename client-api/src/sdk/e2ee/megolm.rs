@@ -10,7 +10,7 @@ use mobium_spec::{ChannelId, MessageId, UserId, encoding};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use vodozemac::megolm::{
-    DecryptionError, GroupSession, GroupSessionPickle, InboundGroupSession,
+    DecryptionError, ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
     InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 
@@ -49,6 +49,23 @@ struct Inbound {
     session: InboundGroupSession,
     /// Message index → the message id it was first seen on.
     seen: BTreeMap<u32, u64>,
+    /// It decrypted the channel's metadata: a member who lacks it may be given it
+    /// (`megolm_forward`), since every member may read the metadata.
+    metadata: bool,
+    /// Forwarded by another member, not shared by its owner: it decrypts metadata only, never
+    /// messages (which a member may read only if the sender shared its session with them).
+    forwarded: bool,
+}
+
+impl Inbound {
+    fn new(session: InboundGroupSession, forwarded: bool) -> Self {
+        Inbound {
+            session,
+            seen: BTreeMap::new(),
+            metadata: forwarded,
+            forwarded,
+        }
+    }
 }
 
 /// Why a channel message did not decrypt.
@@ -116,10 +133,10 @@ impl GroupSessions {
         let session_id = session.session_id();
         self.inbound.insert(
             (channel.clone(), me.clone(), session_id.clone()),
-            Inbound {
-                session: InboundGroupSession::new(&key, SessionConfig::version_1()),
-                seen: BTreeMap::new(),
-            },
+            Inbound::new(
+                InboundGroupSession::new(&key, SessionConfig::version_1()),
+                false,
+            ),
         );
         let session_key = key.to_bytes();
         self.remember(
@@ -185,10 +202,10 @@ impl GroupSessions {
         let session_id = session.session_id();
         self.inbound.insert(
             (channel.clone(), me.clone(), session_id.clone()),
-            Inbound {
-                session: InboundGroupSession::new(&key, SessionConfig::version_1()),
-                seen: BTreeMap::new(),
-            },
+            Inbound::new(
+                InboundGroupSession::new(&key, SessionConfig::version_1()),
+                false,
+            ),
         );
         let session_key = key.to_bytes();
         self.remember(
@@ -278,6 +295,7 @@ impl GroupSessions {
         let message = MegolmMessage::from_bytes(&envelope.body).map_err(|e| corrupt(&e))?;
         let plain = inbound.session.decrypt(&message).map_err(|e| corrupt(&e))?;
         let meta = encoding::decode::<ChannelMeta>(&plain.plaintext).map_err(|e| corrupt(&e))?;
+        inbound.metadata = true;
         Ok(Some((envelope.sender, meta)))
     }
 
@@ -336,17 +354,60 @@ impl GroupSessions {
             ));
         }
         let k = (channel.clone(), sender.clone(), session_id.to_owned());
+        match self.inbound.get(&k) {
+            // The owner's own share replaces a forwarded copy (it may decrypt messages too).
+            Some(i) if i.forwarded => {}
+            Some(_) => return Ok(false),
+            None => {}
+        }
+        self.inbound.insert(k, Inbound::new(session, false));
+        Ok(true)
+    }
+
+    /// Stores `owner`'s metadata session of `channel` as another member forwarded it
+    /// (`megolm_forward`, an export of their inbound session). Returns `false` if it was already
+    /// known. It is used for the channel's metadata only (see [`Inbound::forwarded`]); a
+    /// forged key cannot pass, as the Megolm MAC and the owner's signature on the metadata
+    /// blob are checked when it is decrypted.
+    pub fn add_forwarded(
+        &mut self,
+        channel: &ChannelId,
+        owner: &UserId,
+        session_id: &str,
+        exported_key: &[u8],
+    ) -> Result<bool, E2eeError> {
+        let key = ExportedSessionKey::from_bytes(exported_key)
+            .map_err(|e| E2eeError::Megolm(e.to_string()))?;
+        let session = InboundGroupSession::import(&key, SessionConfig::version_1());
+        if session.session_id() != session_id {
+            return Err(E2eeError::Megolm(
+                "session id does not match the key".into(),
+            ));
+        }
+        let k = (channel.clone(), owner.clone(), session_id.to_owned());
         if self.inbound.contains_key(&k) {
             return Ok(false);
         }
-        self.inbound.insert(
-            k,
-            Inbound {
-                session,
-                seen: BTreeMap::new(),
-            },
-        );
+        self.inbound.insert(k, Inbound::new(session, true));
         Ok(true)
+    }
+
+    /// For a member's `megolm_request` of a metadata session someone else owns: the owner and
+    /// an export of our copy, if we hold it and it decrypted the channel's metadata.
+    pub fn forward_for_request(
+        &self,
+        channel: &ChannelId,
+        session_id: &str,
+    ) -> Option<(UserId, Vec<u8>)> {
+        self.inbound
+            .iter()
+            .find(|((c, _, id), i)| c == channel && id == session_id && i.metadata)
+            .map(|((_, owner, _), i)| {
+                (
+                    owner.clone(),
+                    i.session.export_at_first_known_index().to_bytes(),
+                )
+            })
     }
 
     /// Decrypts a channel message `id` from `sender` (spec `e2ee.md` §Receiving). Only a session
@@ -362,7 +423,7 @@ impl GroupSessions {
             |e: &dyn std::fmt::Display| GroupFailure::Failed(DecryptionFailure::corrupt(e));
         let envelope: ChannelEnvelope = encoding::decode(ciphertext).map_err(|e| corrupt(&e))?;
         let k = (channel.clone(), sender.clone(), envelope.session_id.clone());
-        let Some(inbound) = self.inbound.get_mut(&k) else {
+        let Some(inbound) = self.inbound.get_mut(&k).filter(|i| !i.forwarded) else {
             return Err(GroupFailure::MissingKey {
                 session_id: envelope.session_id,
             });
@@ -432,6 +493,8 @@ impl GroupSessions {
                     sender: sender.clone(),
                     session: i.session.pickle(),
                     seen: i.seen.clone(),
+                    metadata: i.metadata,
+                    forwarded: i.forwarded,
                 })
                 .collect(),
         }
@@ -478,6 +541,8 @@ impl GroupSessions {
                         Inbound {
                             session,
                             seen: i.seen,
+                            metadata: i.metadata,
+                            forwarded: i.forwarded,
                         },
                     )
                 })
@@ -500,6 +565,10 @@ pub(crate) struct InboundPickle {
     sender: UserId,
     session: InboundGroupSessionPickle,
     seen: BTreeMap<u32, u64>,
+    #[serde(default)]
+    metadata: bool,
+    #[serde(default)]
+    forwarded: bool,
 }
 
 /// The group sessions as persisted.

@@ -4,7 +4,8 @@
 //! - [`ToDeviceEnvelope`] is the `ciphertext` of `direct_send`: an Olm message and its type.
 //! - [`ToDevicePayload`] is the Olm plaintext: who sends to whom, optionally the sender's
 //!   signed identity key, and by `type` a direct message ([`Content`]), a Megolm key share
-//!   (`megolm_session`) or a key request (`megolm_request`).
+//!   (`megolm_session`), a key request (`megolm_request`) or a member's forward of a metadata
+//!   session (`megolm_forward`).
 //! - [`ChannelEnvelope`] is the `ciphertext` of `message_send`: a Megolm message and its
 //!   session id; the Megolm plaintext is a [`Content`].
 
@@ -17,6 +18,8 @@ use serde_bytes::ByteBuf;
 pub const MEGOLM_SESSION: &str = "megolm_session";
 /// `type` of a key request.
 pub const MEGOLM_REQUEST: &str = "megolm_request";
+/// `type` of a metadata session forwarded by a member who is not its owner.
+pub const MEGOLM_FORWARD: &str = "megolm_forward";
 /// `type` of a text message (a direct message payload or a Megolm plaintext).
 pub const TEXT: &str = "text";
 
@@ -50,9 +53,12 @@ pub struct ToDevicePayload {
     /// Key share and request: the Megolm session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    /// Key share: `SessionKey::to_bytes()`.
+    /// Key share: `SessionKey::to_bytes()`; forward: `ExportedSessionKey::to_bytes()`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<ByteBuf>,
+    /// Forward: the session's owner (who set the metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_owner: Option<UserId>,
     /// Text message: its text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -69,6 +75,7 @@ impl ToDevicePayload {
             channel: None,
             session_id: None,
             session_key: None,
+            session_owner: None,
             body: None,
         }
     }

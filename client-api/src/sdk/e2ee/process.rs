@@ -202,6 +202,7 @@ async fn handle_direct(
     match p.kind.as_str() {
         payload::MEGOLM_SESSION => receive_key(shared, state, &p, out).await,
         payload::MEGOLM_REQUEST => answer_request(shared, state, &p).await,
+        payload::MEGOLM_FORWARD => receive_forward(state, &p, out),
         payload::TEXT => out.push(text(Decryption::Ok {
             content: Content::text(p.body.unwrap_or_default()),
         })),
@@ -256,13 +257,27 @@ async fn receive_key(
     }
 }
 
-/// Re-shares one of our sessions with a member who asks for it, if they were a member when it
-/// was created and still are (spec `e2ee.md` §Receiving, missing key).
+/// Answers a member's `megolm_request` (spec `e2ee.md` §Receiving, missing key, and §Channel
+/// metadata): one of our sessions is shared again if they were a member when it was created
+/// (any member, for a metadata session); someone else's metadata session that we hold is
+/// forwarded (`megolm_forward`). Either way only to a member of the channel now.
 async fn answer_request(shared: &Shared, state: &mut CryptoState, p: &ToDevicePayload) {
     let (Some(channel), Some(session_id)) = (&p.channel, &p.session_id) else {
         return;
     };
-    let Some(key) = state.groups.key_for_request(channel, session_id, &p.sender) else {
+    let mut share = if let Some(key) = state.groups.key_for_request(channel, session_id, &p.sender)
+    {
+        let mut share =
+            ToDevicePayload::new(payload::MEGOLM_SESSION, shared.me.clone(), p.sender.clone());
+        share.session_key = Some(serde_bytes::ByteBuf::from(key));
+        share
+    } else if let Some((owner, key)) = state.groups.forward_for_request(channel, session_id) {
+        let mut share =
+            ToDevicePayload::new(payload::MEGOLM_FORWARD, shared.me.clone(), p.sender.clone());
+        share.session_key = Some(serde_bytes::ByteBuf::from(key));
+        share.session_owner = Some(owner);
+        share
+    } else {
         tracing::info!(requester = %p.sender, %channel, "key request refused: not shared with them");
         return;
     };
@@ -274,13 +289,37 @@ async fn answer_request(shared: &Shared, state: &mut CryptoState, p: &ToDevicePa
         tracing::info!(requester = %p.sender, %channel, "key request refused: not a member now");
         return;
     }
-    let mut share =
-        ToDevicePayload::new(payload::MEGOLM_SESSION, shared.me.clone(), p.sender.clone());
     share.channel = Some(channel.clone());
     share.session_id = Some(session_id.clone());
-    share.session_key = Some(serde_bytes::ByteBuf::from(key));
     if let Err(e) = shared.send_to_device(state, &p.sender, share).await {
         tracing::warn!(error = %e, "could not answer a key request");
+    }
+}
+
+/// Stores a metadata session another member forwarded, if we asked them for it.
+fn receive_forward(state: &mut CryptoState, p: &ToDevicePayload, out: &mut Vec<ClientEvent>) {
+    let (Some(channel), Some(session_id), Some(key), Some(owner)) =
+        (&p.channel, &p.session_id, &p.session_key, &p.session_owner)
+    else {
+        tracing::warn!(sender = %p.sender, "malformed megolm_forward ignored");
+        return;
+    };
+    // Only an answer to our own request: nobody can push sessions on us unasked.
+    if !state
+        .requested
+        .remove(&(channel.clone(), p.sender.clone(), session_id.clone()))
+    {
+        tracing::info!(sender = %p.sender, %channel, "unrequested megolm_forward ignored");
+        return;
+    }
+    match state.groups.add_forwarded(channel, owner, session_id, key) {
+        Ok(true) => out.push(ClientEvent::KeyReceived {
+            channel: channel.clone(),
+            sender: owner.clone(),
+            session_id: session_id.clone(),
+        }),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, sender = %p.sender, "forwarded session refused"),
     }
 }
 

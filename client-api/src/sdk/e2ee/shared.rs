@@ -26,6 +26,9 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// How many members besides its owner a client asks for a channel's metadata session.
+pub(crate) const METADATA_HELPERS: usize = 3;
+
 /// What the event task and the public methods share.
 pub(crate) struct Shared {
     pub(crate) state: Mutex<CryptoState>,
@@ -195,6 +198,30 @@ impl Shared {
         }
     }
 
+    /// Asks up to [`METADATA_HELPERS`] of the longest-standing other members of `channel` (not
+    /// `owner`, who is asked anyway) to forward `owner`'s metadata session `session_id`.
+    async fn ask_members_for_metadata(
+        &self,
+        state: &mut CryptoState,
+        channel: &ChannelId,
+        owner: &UserId,
+        session_id: String,
+    ) {
+        let mut members = match self.client.channel_members(channel).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(error = %e, %channel, "no member list to ask for the metadata key");
+                return;
+            }
+        };
+        members.retain(|m| m.user != self.me && m.user != *owner);
+        members.sort_by_key(|m| m.joined_at);
+        for m in members.into_iter().take(METADATA_HELPERS) {
+            self.ask_for_session(state, channel, &m.user, session_id.clone())
+                .await;
+        }
+    }
+
     /// Shares one of our sessions of `channel` with `member` (`megolm_session`).
     pub(crate) async fn share_session(
         &self,
@@ -246,8 +273,19 @@ impl Shared {
                     Ok(e) => e.sender,
                     Err(e) => return Err(DecryptionFailure::corrupt(e)),
                 };
-                self.ask_for_session(state, channel, &sender, session_id)
+                let first_ask = !state.requested.contains(&(
+                    channel.clone(),
+                    sender.clone(),
+                    session_id.clone(),
+                ));
+                self.ask_for_session(state, channel, &sender, session_id.clone())
                     .await;
+                // The setter may be offline for long: members who read the metadata can
+                // forward it (spec `e2ee.md` §Channel metadata).
+                if first_ask {
+                    self.ask_members_for_metadata(state, channel, &sender, session_id)
+                        .await;
+                }
                 Err(DecryptionFailure::MissingKey)
             }
         }

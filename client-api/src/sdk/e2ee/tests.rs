@@ -10,7 +10,7 @@ use mobium_spec::{ChannelId, Keypair, MessageId, UserId};
 use super::E2eeError;
 use super::events::DecryptionFailure;
 use super::megolm::{GroupFailure, ROTATE_AFTER_MESSAGES, ROTATE_AFTER_MS};
-use super::payload::{Content, TEXT, ToDevicePayload};
+use super::payload::{ChannelMeta, Content, TEXT, ToDevicePayload};
 use super::state::CryptoState;
 
 fn id(state: &CryptoState) -> UserId {
@@ -262,6 +262,86 @@ fn megolm_keys_are_per_sender_and_reshared_only_to_members_at_creation() {
             .key_for_request(&other, &new.session_id, &b)
             .is_none()
     );
+}
+
+#[test]
+fn a_forwarded_session_opens_metadata_only() {
+    let mut alice = CryptoState::generate().expect("alice");
+    let mut bob = CryptoState::generate().expect("bob");
+    let mut carol = CryptoState::generate().expect("carol");
+    let (a, b) = (id(&alice), id(&bob));
+    let channel: ChannelId = "#4194304001@t.test".parse().expect("channel");
+    let meta = ChannelMeta {
+        name: Some("general".into()),
+        topic: None,
+    };
+    let (meta_id, meta_key, _) = alice.groups.metadata_session(&channel, &a, 0);
+    let blob = alice
+        .groups
+        .encrypt_metadata(&channel, &a, &meta)
+        .expect("metadata");
+    let new = alice
+        .groups
+        .rotate(&channel, &a, BTreeSet::from([b.clone()]), 0);
+    let ct = alice
+        .groups
+        .encrypt(&channel, &Content::text("hi"))
+        .expect("enc");
+    let mid = MessageId::new(4_194_304_200).expect("id");
+    for (id, key) in [(&meta_id, &meta_key), (&new.session_id, &new.session_key)] {
+        bob.groups
+            .add_inbound(&channel, &a, id, key)
+            .expect("alice's key");
+    }
+    // Bob forwards only what decrypted the metadata.
+    assert!(bob.groups.forward_for_request(&channel, &meta_id).is_none());
+    assert!(bob.groups.decrypt_metadata(&channel, &blob).is_ok());
+    let (owner, exported) = bob
+        .groups
+        .forward_for_request(&channel, &meta_id)
+        .expect("a metadata session to forward");
+    assert_eq!(owner, a);
+    assert!(
+        bob.groups
+            .forward_for_request(&channel, &new.session_id)
+            .is_none()
+    );
+    // Carol reads the metadata with the forward...
+    assert!(
+        carol
+            .groups
+            .add_forwarded(&channel, &a, "not-it", &exported)
+            .is_err()
+    );
+    assert!(
+        carol
+            .groups
+            .add_forwarded(&channel, &a, &meta_id, &exported)
+            .expect("forward")
+    );
+    let read = carol
+        .groups
+        .decrypt_metadata(&channel, &blob)
+        .expect("read");
+    assert_eq!(read.map(|(_, m)| m), Some(meta));
+    // ...but a forwarded session never decrypts a message, even one it could open.
+    let export_of_messages = exported_message_key(&new);
+    carol
+        .groups
+        .add_forwarded(&channel, &a, &new.session_id, &export_of_messages)
+        .expect("stored");
+    assert!(matches!(
+        carol.groups.decrypt(&channel, &a, mid, &ct),
+        Err(GroupFailure::MissingKey { .. })
+    ));
+}
+
+/// The export (at index 0) of a freshly created session, as a forwarder would send it.
+fn exported_message_key(new: &super::megolm::NewSession) -> Vec<u8> {
+    let key = vodozemac::megolm::SessionKey::from_bytes(&new.session_key).expect("key");
+    vodozemac::megolm::InboundGroupSession::new(&key, vodozemac::megolm::SessionConfig::version_1())
+        .export_at_first_known_index()
+        .to_bytes()
 }
 
 #[test]
