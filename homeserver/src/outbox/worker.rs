@@ -468,3 +468,73 @@ fn jitter(delay: Duration) -> Duration {
     let factor = 0.5 + f64::from(r) / (f64::from(u32::MAX) * 2.0);
     delay.mul_f64(factor)
 }
+
+#[cfg(test)]
+mod tests {
+    use mobium_spec::federation::FedDirect;
+    use mobium_spec::{Keypair, MessageId, UserId};
+
+    use super::*;
+
+    fn user(seed: u8) -> UserId {
+        let key = Keypair::from_seed([seed; 32]).public();
+        UserId::new(key, "b.test".parse().expect("server name"))
+    }
+
+    fn direct_to(to: &UserId) -> FedEvent {
+        FedEvent::Direct(FedDirect {
+            id: MessageId::new(4_194_304_001).expect("id"),
+            from: user(9),
+            to: to.clone(),
+            ciphertext: vec![1],
+            sent_at: 0,
+        })
+    }
+
+    /// A deferred recipient is held back until the peer's retry-after and no longer; other
+    /// recipients are not held at all (the clock is tokio's, paused: no real waiting).
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_lasts_until_its_deadline_and_only_for_its_recipient() {
+        let (bob, carol) = (user(1), user(2));
+        let mut holds = Holds::default();
+        let until = Instant::now() + Duration::from_millis(250);
+        holds.hold(&Kind::of(&direct_to(&bob)), until);
+        // A later, shorter deferral does not shorten the hold.
+        holds.hold(
+            &Kind::of(&direct_to(&bob)),
+            Instant::now() + Duration::from_millis(10),
+        );
+        assert_eq!(holds.until(&direct_to(&bob)), Some(until));
+        assert_eq!(holds.until(&direct_to(&carol)), None);
+
+        tokio::time::advance(Duration::from_millis(249)).await;
+        holds.forget_expired(Instant::now());
+        assert_eq!(holds.until(&direct_to(&bob)), Some(until));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        holds.forget_expired(Instant::now());
+        assert_eq!(holds.until(&direct_to(&bob)), None);
+    }
+
+    /// Any other deferred event holds the whole destination, until its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_deferred_hosted_event_holds_everything_until_its_deadline() {
+        let mut holds = Holds::default();
+        let until = Instant::now() + Duration::from_secs(2);
+        holds.hold(&Kind::Other, until);
+        assert_eq!(holds.all, Some(until));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        holds.forget_expired(Instant::now());
+        assert_eq!(holds.all, None);
+    }
+
+    /// Retry delays are spread over [0.5, 1.0) of the backoff, so peers that come back are not
+    /// all retried in the same instant.
+    #[test]
+    fn jitter_stays_within_half_and_all_of_the_delay() {
+        let delay = Duration::from_secs(8);
+        for _ in 0..1000 {
+            let d = jitter(delay);
+            assert!(d >= delay / 2 && d < delay, "{d:?}");
+        }
+    }
+}
