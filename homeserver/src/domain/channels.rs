@@ -58,7 +58,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
         return Err(err(ErrorCode::TooLarge, "metadata is limited to 16 KiB"));
     }
     let ch = perms::channel(app, &r.channel).await?;
-    require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     let order = app.channel_lock(&ch.id).await;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let body = HostedBody::MetadataUpdated {
@@ -90,7 +90,7 @@ async fn listed(app: &App, me: &UserId, ch: &ChannelRow) -> Result<ChannelInfo, 
 /// `invite_create`: an invite link, with optional use limit and expiry (needs `create_invite`).
 pub(super) async fn invite_create(app: &App, me: &UserId, r: InviteCreate) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::CREATE_INVITE).await?;
     if r.max_uses == Some(0) {
         return Err(err(
@@ -151,7 +151,7 @@ pub(super) async fn invite_revoke(app: &App, me: &UserId, r: InviteRevoke) -> Ha
 /// `invite_list`: a channel's invites that can still be used.
 pub(super) async fn invite_list(app: &App, me: &UserId, r: ChannelRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let invites = app.store.invites_of(&ch.id, now_ms()).await?;
     Ok(Response::Invites(Invites {
@@ -250,15 +250,4 @@ pub(crate) async fn join_hosted(
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::Conflict, "already a member"))?;
     Ok((info(app, &ch).await?, seq))
-}
-
-/// Managing a channel (invites, kicks, bans, overrides, metadata) happens on its host.
-pub(super) fn require_hosted(app: &App, ch: &ChannelRow) -> Result<(), DomainError> {
-    if !app.hosts(&ch.id) {
-        return Err(err(
-            ErrorCode::Forbidden,
-            "manage this channel through its host server",
-        ));
-    }
-    Ok(())
 }

@@ -10,7 +10,6 @@ use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, UserId};
 
 use super::DomainError;
-use super::channels::require_hosted;
 use super::{App, ChannelOrder, Handled, change, err, now_ms, perms, remote};
 use crate::storage::ChannelRow;
 
@@ -58,7 +57,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
 /// `channel_kick` / `channel_ban`: removes a member (needs `kick` / `ban`).
 pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     let needed = if ban {
         Permissions::BAN
     } else {
@@ -98,7 +97,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
 /// `channel_unban`: lifts a ban (needs `ban`).
 pub(super) async fn unban(app: &App, me: &UserId, r: MemberRef) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::BAN).await?;
     if !app.store.ban_remove(&ch.id, &r.user).await? {
         return Err(err(ErrorCode::NotFound, "not banned"));

@@ -204,3 +204,14 @@ pub(crate) async fn server_wide(app: &App, user: &UserId) -> Result<Permissions,
         p
     })
 }
+
+/// Managing a channel (invites, kicks, bans, overrides, metadata) happens on its host.
+pub(crate) fn require_hosted(app: &App, ch: &ChannelRow) -> Result<(), DomainError> {
+    if !app.hosts(&ch.id) {
+        return Err(err(
+            ErrorCode::Forbidden,
+            "manage this channel through its host server",
+        ));
+    }
+    Ok(())
+}

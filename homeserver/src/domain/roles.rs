@@ -142,7 +142,7 @@ fn target(t: OverrideTarget) -> OverrideTargetRow {
 /// `override_set`: a channel's permission override for a role or member.
 pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    super::channels::require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     let mine = perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     if !mine.contains(r.allow) {
         return Err(err(
@@ -168,7 +168,7 @@ pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Hand
 /// `override_clear`: removes a channel's permission override.
 pub(super) async fn override_clear(app: &App, me: &UserId, r: OverrideClear) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
-    super::channels::require_hosted(app, &ch)?;
+    perms::require_hosted(app, &ch)?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     if !app.store.override_clear(&ch.id, &target(r.target)).await? {
         return Err(err(ErrorCode::NotFound, "no such override"));
