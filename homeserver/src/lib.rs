@@ -2,8 +2,9 @@
 //!
 //! Layers inside this crate, bottom to top (each imports only from the floors below it):
 //!
-//! 1. [`config`] (settings), [`storage`] (SQL only), [`hub`] (live connections), [`metrics`],
-//!    [`ratelimit`], [`keyfile`], [`datadir`];
+//! 1. [`config`] (settings), [`storage`] (SQL only), [`writer`] (group commit, the one write
+//!    path callers are answered after), [`hub`] (live connections), [`metrics`], [`ratelimit`],
+//!    [`keyfile`], [`datadir`];
 //! 2. [`outbox`]: the sending side of federation (durable delivery to other servers);
 //! 3. [`domain`]: the protocol's rules, on top of storage and the outbox;
 //! 4. the two edges that call into the domain: the client edge (`client_edge`, the
@@ -26,6 +27,7 @@ pub mod preflight;
 pub mod ratelimit;
 pub mod server;
 pub mod storage;
+pub mod writer;
 
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> u64 {

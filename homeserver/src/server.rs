@@ -21,7 +21,7 @@ use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
-use crate::outbox::{Link, Notices, Outbox, OutboxWriter};
+use crate::outbox::{Link, Notices, Outbox};
 use crate::{datadir, keyfile, preflight, storage};
 
 /// How often expired messages are purged.
@@ -323,12 +323,7 @@ async fn start_federation(
         shutdown,
     )
     .await;
-    let writer = OutboxWriter::start(store.clone());
-    Ok(Link {
-        federation,
-        outbox,
-        writer,
-    })
+    Ok(Link { federation, outbox })
 }
 
 /// Deletes expired to-device messages and, if history retention is set, old channel messages.

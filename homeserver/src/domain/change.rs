@@ -19,7 +19,9 @@ use mobium_spec::federation::{FedEvent, HostedBody, HostedEvent};
 use mobium_spec::{ChannelId, ServerName, UserId};
 
 use super::{App, DomainError, now_ms, perms, remote};
-use crate::storage::{ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError};
+use crate::storage::{
+    ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError, Write,
+};
 
 /// Proof that the holder has the order lock of one hosted channel ([`App::channel_lock`]):
 /// changes to that channel are committed, and their events delivered, one at a time.
@@ -207,12 +209,12 @@ pub(crate) async fn commit(
     } else {
         Vec::new()
     };
-    let done = app
-        .timed(
-            app.store
-                .commit_hosted_with_txn(&change, &items, now_ms(), txn),
-        )
-        .await?;
+    let write = Write::Hosted {
+        change,
+        items,
+        txn: txn.cloned(),
+    };
+    let done = app.timed(app.writer.write(write)).await?;
     if !done {
         return Ok(None);
     }

@@ -98,6 +98,10 @@ impl From<StoreError> for DomainError {
                 ErrorCode::QueueFull,
                 "the recipient's offline queue is full",
             )),
+            StoreError::Closed => DomainError::NotNow(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )),
             other => DomainError::Storage(other),
         }
     }

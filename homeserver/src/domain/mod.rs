@@ -43,6 +43,7 @@ pub use crate::now_ms;
 use crate::outbox::Link;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{SharedStore, StoreError};
+use crate::writer::Writer;
 pub use error::DomainError;
 
 /// Who may register (`SC_REGISTRATION`).
@@ -98,6 +99,8 @@ pub struct App {
     pub limiter: Arc<ConnectionLimiter>,
     pub(crate) rate: RateLimiter,
     ids: Mutex<MessageIdGenerator>,
+    /// Group commit for every write a caller is answered after.
+    pub(crate) writer: Writer,
     cache: perms::PermCache,
     fed: Option<Link>,
     channel_locks:
@@ -121,6 +124,7 @@ impl App {
         Arc::new_cyclic(|me| App {
             me: me.clone(),
             rate: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
+            writer: Writer::start(store.clone()),
             store,
             server_name,
             keypair,

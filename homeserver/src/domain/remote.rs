@@ -11,7 +11,7 @@ use mobium_spec::{ErrorCode, ServerName, encoding};
 use super::DomainError;
 use super::{App, err};
 use crate::outbox::Link;
-use crate::storage::{ChannelRow, ClientTxn, OutboxItem};
+use crate::storage::{ChannelRow, ClientTxn, OutboxItem, Write};
 
 /// The federation link, or the error a client gets when federation is off.
 pub(super) fn link(app: &App) -> Result<&Link, DomainError> {
@@ -46,11 +46,11 @@ pub(super) async fn enqueue_named(
     if items.is_empty() && txn.is_none() {
         return Ok(true);
     }
-    let link = link(app)?;
+    link(app)?;
     let dests: Vec<ServerName> = items.iter().map(|i| i.destination.clone()).collect();
-    let start = std::time::Instant::now();
-    let written = link.writer.push(items, txn).await?;
-    app.metrics.db_latency(start.elapsed());
+    let written = app
+        .timed(app.writer.write(Write::Outbox { items, txn }))
+        .await?;
     wake(app, &dests);
     Ok(written)
 }

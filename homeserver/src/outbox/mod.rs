@@ -4,28 +4,24 @@
 //!
 //! - [`worker`]: one delivery worker per destination (batches, acknowledgements, deferral,
 //!   backoff and probes, failure notices to local senders).
-//! - [`writer`]: the group-committing appender that writes new events into the outbox.
 //!
 //! Nothing here knows the protocol's rules about channels or users; the domain decides what to
 //! send (`domain::remote`) and the federation edge (`crate::fed`) what to do with what arrives.
 
 pub mod worker;
-mod writer;
 
 use std::sync::Arc;
 
 use mobium_federation::Federation;
 
 pub use worker::{Notices, Outbox, failed_event};
-pub use writer::OutboxWriter;
 
 /// The running federation, as the domain sees it: the QUIC endpoint (for queries and ephemeral
-/// sends), the outbox workers and the outbox writer.
+/// sends) and the outbox workers. New events are written through the group-commit
+/// [`Writer`](crate::writer::Writer).
 pub struct Link {
     /// The QUIC endpoint.
     pub federation: Federation,
     /// Delivery workers.
     pub outbox: Arc<Outbox>,
-    /// Group-committing appender for the outbox.
-    pub writer: OutboxWriter,
 }

@@ -51,6 +51,12 @@ pub enum StoreError {
     /// A stored value no longer parses (corruption or a bug).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The group-commit transaction holding this write failed (nothing of it was written).
+    #[error("group commit: {0}")]
+    Group(std::sync::Arc<StoreError>),
+    /// The writer has stopped: the server is shutting down.
+    #[error("the server is shutting down")]
+    Closed,
 }
 
 /// Result alias for storage calls.
@@ -290,6 +296,41 @@ pub enum HostedChange {
     },
 }
 
+/// One caller's change for a group commit ([`Store::commit_writes`]): what the caller is
+/// answered after, once the transaction holding it committed.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Outbox events, with the client transaction id of the send that queued them: `true`
+    /// written, `false` the id was recorded before (nothing written).
+    Outbox {
+        /// The events, in order.
+        items: Vec<OutboxItem>,
+        /// The send's client transaction id.
+        txn: Option<ClientTxn>,
+    },
+    /// A change to a hosted channel and the events announcing it, with the client transaction
+    /// id of the send: what [`Store::commit_hosted`] returns, or `TxnSeen` when the id was
+    /// recorded before (nothing written).
+    Hosted {
+        /// The change.
+        change: HostedChange,
+        /// Its events for the member servers.
+        items: Vec<OutboxItem>,
+        /// The send's client transaction id.
+        txn: Option<ClientTxn>,
+    },
+}
+
+impl Write {
+    /// Whether the write has nothing to store.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Write::Outbox { items, txn } => items.is_empty() && txn.is_none(),
+            Write::Hosted { .. } => false,
+        }
+    }
+}
+
 /// The storage interface. Both backends pass the same test suite (`storage::tests`).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -490,18 +531,12 @@ pub trait Store: Send + Sync + 'static {
     // ---- federation: outbox ----
     /// Appends events to the outbox, atomically, keeping their order per destination.
     async fn outbox_push(&self, items: &[OutboxItem], now: u64) -> StoreResult<()> {
-        self.outbox_push_groups(&[(items.to_vec(), None)], now)
-            .await
-            .map(|_| ())
+        let write = Write::Outbox {
+            items: items.to_vec(),
+            txn: None,
+        };
+        self.commit_one(write, now).await.map(|_| ())
     }
-    /// Appends several callers' events in one transaction (group commit), each group with the
-    /// client transaction id of its send if it has one. Per group: `true` written, `false` its
-    /// id was recorded before (nothing of it written).
-    async fn outbox_push_groups(
-        &self,
-        groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
-        now: u64,
-    ) -> StoreResult<Vec<bool>>;
     /// Applies `change` and appends `items`, in one transaction. Returns what the single
     /// operation would (`true` for `Nothing`, inserted/added/removed/found otherwise); on
     /// `false` (e.g. already a member, no such message) nothing is written, outbox included.
@@ -512,17 +547,28 @@ pub trait Store: Send + Sync + 'static {
         items: &[OutboxItem],
         now: u64,
     ) -> StoreResult<bool> {
-        self.commit_hosted_with_txn(change, items, now, None).await
+        let write = Write::Hosted {
+            change: change.clone(),
+            items: items.to_vec(),
+            txn: None,
+        };
+        self.commit_one(write, now).await
     }
-    /// [`commit_hosted`](Self::commit_hosted), recording `txn` in the same transaction
-    /// (`TxnSeen`, and nothing written, if the user's id was recorded before).
-    async fn commit_hosted_with_txn(
+    /// One [`Write`] in a transaction of its own.
+    async fn commit_one(&self, write: Write, now: u64) -> StoreResult<bool> {
+        self.commit_writes(std::slice::from_ref(&write), now)
+            .await?
+            .pop()
+            .unwrap_or(Ok(true))
+    }
+    /// Applies several callers' writes in one transaction (group commit): each succeeds or
+    /// fails alone (see [`Write`] for what each returns); `Err` as a whole, with nothing
+    /// written, only when the transaction itself fails.
+    async fn commit_writes(
         &self,
-        change: &HostedChange,
-        items: &[OutboxItem],
+        writes: &[Write],
         now: u64,
-        txn: Option<&ClientTxn>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Vec<StoreResult<bool>>>;
     /// The oldest pending events for `destination` as (outbox sequence number, event bytes),
     /// in push order, at most `limit`.
     async fn outbox_peek(

@@ -23,6 +23,7 @@ use super::{
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
 use crate::storage::{
     ChannelRow, ClientTxn, DirectFailureRow, HostedChange, OutboxItem, StoreError, StoreResult,
+    Write,
 };
 
 pub(super) async fn channel_put(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
@@ -66,54 +67,70 @@ pub(super) async fn channel_set_last_seq(
     Ok(())
 }
 
-pub(super) async fn outbox_push_groups(
+/// Applies `writes` in one transaction, each inside a savepoint of its own, so one write's
+/// failure (a conflict, a client transaction id seen before) or no-op undoes only that write.
+/// Returns each write's outcome; `Err` as a whole only when the transaction itself fails (then
+/// nothing was written).
+pub(super) async fn commit_writes(
     pool: &Pool,
-    groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
+    writes: &[Write],
     now: u64,
-) -> StoreResult<Vec<bool>> {
-    let mut written = Vec::with_capacity(groups.len());
-    if groups
-        .iter()
-        .all(|(items, txn)| items.is_empty() && txn.is_none())
-    {
-        written.resize(groups.len(), true);
-        return Ok(written);
+) -> StoreResult<Vec<StoreResult<bool>>> {
+    let mut outcomes = Vec::with_capacity(writes.len());
+    if writes.iter().all(Write::is_empty) {
+        outcomes.resize_with(writes.len(), || Ok(true));
+        return Ok(outcomes);
     }
     let mut tx = begin_write(pool).await?;
-    for (items, txn) in groups {
-        // A group whose transaction id was recorded before writes nothing.
-        let fresh = match txn {
-            Some(t) => txns::record(&mut tx, t).await?,
-            None => true,
+    for write in writes {
+        let outcome = match write {
+            // Cannot fail half-way: a seen id writes nothing, and nothing else can be refused.
+            Write::Outbox { items, txn } => {
+                let fresh = match txn {
+                    Some(t) => txns::record(&mut tx, t).await?,
+                    None => true,
+                };
+                if fresh {
+                    append(&mut tx, items, now).await?;
+                }
+                Ok(fresh)
+            }
+            Write::Hosted { change, items, txn } => {
+                let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+                let outcome = hosted(&mut sp, change, items, now, txn.as_ref()).await;
+                if matches!(outcome, Ok(true)) {
+                    sp.commit().await?;
+                } else {
+                    sp.rollback().await?;
+                }
+                outcome
+            }
         };
-        if fresh {
-            append(&mut tx, items, now).await?;
-        }
-        written.push(fresh);
+        outcomes.push(outcome);
     }
     tx.commit().await?;
-    Ok(written)
+    Ok(outcomes)
 }
 
-pub(super) async fn commit_hosted(
-    pool: &Pool,
+/// One hosted change inside the caller's transaction: the client's `txn` recorded, the change
+/// applied, its outbox items appended. `Ok(false)`: the change did nothing (the caller rolls
+/// back); `TxnSeen`: the id was recorded before.
+async fn hosted(
+    conn: &mut Connection,
     change: &HostedChange,
     items: &[OutboxItem],
     now: u64,
     txn: Option<&ClientTxn>,
 ) -> StoreResult<bool> {
-    let mut tx = begin_write(pool).await?;
     if let Some(t) = txn
-        && !txns::record(&mut tx, t).await?
+        && !txns::record(conn, t).await?
     {
         return Err(StoreError::TxnSeen);
     }
-    if !apply(&mut tx, change).await? {
-        // Nothing to announce: dropping the transaction rolls it back.
+    if !apply(conn, change).await? {
         return Ok(false);
     }
-    append(&mut tx, items, now).await?;
-    tx.commit().await?;
+    append(conn, items, now).await?;
     Ok(true)
 }
 

@@ -6,9 +6,8 @@ use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
 
 use super::{Backend, NAME, channels, direct, federation, messages, meta, roles, txns, users};
 use crate::storage::{
-    ChannelRow, ClaimedKeys, ClientTxn, DirectFailureRow, DirectRow, HistoryQuery, HostedChange,
-    InviteRow, InviteUse, MessageRow, OutboxItem, OverrideRow, OverrideTargetRow, RoleRow, Store,
-    StoreResult,
+    ChannelRow, ClaimedKeys, ClientTxn, DirectFailureRow, DirectRow, HistoryQuery, InviteRow,
+    InviteUse, MessageRow, OverrideRow, OverrideTargetRow, RoleRow, Store, StoreResult, Write,
 };
 
 #[async_trait::async_trait]
@@ -320,22 +319,12 @@ impl Store for Backend {
 
     // ---- federation: outbox ----
 
-    async fn outbox_push_groups(
+    async fn commit_writes(
         &self,
-        groups: &[(Vec<OutboxItem>, Option<ClientTxn>)],
+        writes: &[Write],
         now: u64,
-    ) -> StoreResult<Vec<bool>> {
-        federation::outbox_push_groups(&self.pool, groups, now).await
-    }
-
-    async fn commit_hosted_with_txn(
-        &self,
-        change: &HostedChange,
-        items: &[OutboxItem],
-        now: u64,
-        txn: Option<&ClientTxn>,
-    ) -> StoreResult<bool> {
-        federation::commit_hosted(&self.pool, change, items, now, txn).await
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
+        federation::commit_writes(&self.pool, writes, now).await
     }
 
     async fn outbox_peek_after(

@@ -196,6 +196,7 @@ suite!(
     outbox_keeps_order_per_destination,
     outbox_order_holds_under_concurrent_appends,
     commit_hosted_writes_change_and_outbox_together,
+    group_commit_applies_each_write_alone_in_order,
     origin_ids_round_trip_and_deduplicate,
     channel_put_upserts_without_membership,
     inbound_transactions_seen_recorded_purged,
