@@ -5,7 +5,9 @@
 //! - time from process start to ready (banner printed and `/health` answering);
 //! - idle RSS of a fresh server;
 //! - send→receive latency p50/p99 at a paced 1,000 msgs/s between two members of a channel;
-//! - maximum sustained msgs/s with 100 clients across 10 channels (10 members each);
+//! - maximum sustained msgs/s with 100 clients across 10 channels (10 members each), and the
+//!   server's CPU time per acknowledged send over that run (the clients run in this process,
+//!   the server in its own, so their CPU is not counted);
 //! - RSS per idle authenticated connection with 10,000 connections.
 //!
 //! Prints a table and writes `<target>/tmp/bench-server.json`. Knobs: `BENCH_CONNECTIONS`
@@ -33,6 +35,26 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the state field.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    let hz: u64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
@@ -157,8 +179,19 @@ async fn latency(url: &str, rate: u64, seconds: u64) -> (Duration, Duration, usi
     (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
 }
 
-/// 100 clients in 10 channels, each keeping `window` sends in flight, for `seconds`.
-async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
+/// What the throughput run measured.
+struct Throughput {
+    acked_per_s: f64,
+    delivered_per_s: f64,
+    /// Server CPU (user + system) per acknowledged send, µs.
+    cpu_us_per_msg: f64,
+    /// Server CPU over the run as a share of one core.
+    cores_busy: f64,
+}
+
+/// 100 clients in 10 channels, each keeping 4 sends in flight, for `seconds`; the server is
+/// process `pid`, whose CPU time over the run is charged to the acknowledged sends.
+async fn throughput(url: &str, pid: u32, seconds: u64) -> Throughput {
     let mut clients = Vec::new();
     for _ in 0..100 {
         clients.push(connect(url).await);
@@ -206,15 +239,20 @@ async fn throughput(url: &str, seconds: u64) -> (f64, f64) {
         }
     }
     let start = Instant::now();
+    let cpu_start = cpu_time(pid);
     for t in tasks {
         t.await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = (cpu_time(pid) - cpu_start).as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    (
-        acked.load(Ordering::Relaxed) as f64 / secs,
-        delivered.load(Ordering::Relaxed) as f64 / secs,
-    )
+    let acked = acked.load(Ordering::Relaxed) as f64;
+    Throughput {
+        acked_per_s: acked / secs,
+        delivered_per_s: delivered.load(Ordering::Relaxed) as f64 / secs,
+        cpu_us_per_msg: cpu * 1e6 / acked.max(1.0),
+        cores_busy: cpu / secs,
+    }
 }
 
 /// Opens `n` authenticated idle connections; returns the server's RSS growth per connection.
@@ -260,7 +298,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid);
     let (p50, p99, n) = latency(&url, 1000, seconds).await;
-    let (acked, delivered) = throughput(&url, seconds).await;
+    let t = throughput(&url, pid, seconds).await;
+    let (acked, delivered) = (t.acked_per_s, t.delivered_per_s);
     drop(child);
 
     // A fresh server for the connection-memory figure, so earlier load does not skew it.
@@ -295,16 +334,22 @@ async fn main() {
         delivered
     );
     println!(
+        "  server CPU per acknowledged send    {:>10.1} µs  ({:.2} cores busy)",
+        t.cpu_us_per_msg, t.cores_busy
+    );
+    println!(
         "  RSS per idle connection ({conns})   {:>10.0} bytes  ({before} KiB -> {after} KiB)",
         per_conn
     );
     let json = format!(
-        "{{\"start_to_ready_ms\":{:.1},\"idle_rss_kib\":{idle_rss},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3},\"sustained_msgs_per_s\":{:.0},\"deliveries_per_s\":{:.0},\"rss_per_idle_connection_bytes\":{:.0},\"connections\":{conns}}}\n",
+        "{{\"start_to_ready_ms\":{:.1},\"idle_rss_kib\":{idle_rss},\"latency_p50_ms\":{:.3},\"latency_p99_ms\":{:.3},\"sustained_msgs_per_s\":{:.0},\"deliveries_per_s\":{:.0},\"server_cpu_us_per_msg\":{:.1},\"server_cores_busy\":{:.2},\"rss_per_idle_connection_bytes\":{:.0},\"connections\":{conns}}}\n",
         ready.as_secs_f64() * 1000.0,
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0,
         acked,
         delivered,
+        t.cpu_us_per_msg,
+        t.cores_busy,
         per_conn
     );
     // Cargo gives benches a scratch directory inside the target directory.

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mobium_client_api::server::{AuthRequest, ClientHandler, Connection};
+use mobium_client_api::server::{AuthRequest, ClientHandler, Connection, Entry};
 use mobium_spec::client::{Authed, ErrorBody, Request, Response};
 use mobium_spec::{ErrorCode, PublicKey};
 
@@ -36,6 +36,7 @@ impl ClientHandler for App {
         _conn: &Connection,
         user: &PublicKey,
         request: Request,
+        entry: &Entry,
     ) -> Result<Response, ErrorBody> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         if let Err(wait) = self.rate.check(user, Instant::now()) {
@@ -43,7 +44,7 @@ impl ClientHandler for App {
             e.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
             return Err(e);
         }
-        domain::dispatch(self, user, request)
+        domain::dispatch(self, user, request, entry)
             .await
             .map_err(DomainError::into_wire)
     }

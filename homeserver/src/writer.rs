@@ -15,8 +15,23 @@ use crate::storage::{SharedStore, StoreError, StoreResult, Write};
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 512;
 
-/// One caller's write and where its outcome goes.
-type Job = (Write, oneshot::Sender<StoreResult<bool>>);
+/// Run by the writer right after the transaction holding a write committed, if the write did
+/// something (`Ok(true)`), in the order the writes were handed in: how a change that let its
+/// caller go on before its commit still reaches clients in order (its events).
+pub type After = Box<dyn FnOnce() + Send>;
+
+/// One caller's write, what follows its commit, and where its outcome goes.
+type Job = (Write, Option<After>, oneshot::Sender<StoreResult<bool>>);
+
+/// A write handed to the writer (its place in the order is taken), not yet committed.
+pub struct Pending(oneshot::Receiver<StoreResult<bool>>);
+
+impl Pending {
+    /// Waits for the transaction holding the write: what [`Write`] says it returns.
+    pub async fn outcome(self) -> StoreResult<bool> {
+        self.0.await.map_err(|_| StoreError::Closed)?
+    }
+}
 
 /// Handle to the writer task.
 #[derive(Clone)]
@@ -35,29 +50,43 @@ impl Writer {
     /// Applies `write` durably; returns once the transaction holding it committed, with what
     /// [`Write`] says it returns.
     pub async fn write(&self, write: Write) -> StoreResult<bool> {
+        self.submit(write, None).await?.outcome().await
+    }
+
+    /// Hands `write` to the writer: once this returns, it is ordered after every write handed in
+    /// before and before every write handed in after. `after` runs once it committed.
+    pub async fn submit(&self, write: Write, after: Option<After>) -> StoreResult<Pending> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((write, reply))
+            .send((write, after, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Pending(answer))
     }
 }
 
 async fn run(store: SharedStore, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut jobs, MAX_GROUP).await > 0 {
-        let (writes, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        let mut writes = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for (write, after, reply) in jobs.drain(..) {
+            writes.push(write);
+            replies.push((after, reply));
+        }
         match store.commit_writes(&writes, now_ms()).await {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                for ((after, reply), outcome) in replies.into_iter().zip(outcomes) {
+                    if let (Some(after), Ok(true)) = (after, &outcome) {
+                        after();
+                    }
                     let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, writes = replies.len(), "group commit failed");
                 let e = Arc::new(e);
-                for reply in replies {
+                for (_, reply) in replies {
                     let _ = reply.send(Err(StoreError::Group(e.clone())));
                 }
             }

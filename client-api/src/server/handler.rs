@@ -24,6 +24,37 @@ pub struct AuthRequest {
     pub invite: Option<String>,
 }
 
+/// A request's place in its connection's order of state changes (spec `client/transport.md`:
+/// a connection's state-changing requests apply in the order received). The transport reads
+/// and starts the connection's next request only once this one has *entered* the server's
+/// write path — when the handler calls [`Entry::entered`], or when it returns — so a request
+/// that waits for its commit does not hold up the ones behind it, which still enter after it.
+#[derive(Debug)]
+pub struct Entry {
+    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl Entry {
+    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Entry {
+            permit: std::sync::Mutex::new(Some(permit)),
+        }
+    }
+
+    /// An entry that orders nothing (for a handler called outside a connection's sequence).
+    pub fn detached() -> Self {
+        Entry {
+            permit: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// This request's change is in the write path, in order: the connection's next request
+    /// may start. Calling it again does nothing.
+    pub fn entered(&self) {
+        self.permit.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
 /// One client connection, as the homeserver sees it: who it is and how to reach it.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -118,12 +149,14 @@ pub trait ClientHandler: Send + Sync + 'static {
     /// (queued to-device messages).
     async fn authenticated(&self, conn: &Connection, user: &PublicKey);
 
-    /// One request of an authenticated client.
+    /// One request of an authenticated client. The connection's next request starts once
+    /// this one calls `entry.entered()` (its change is in the write path, in order) or returns.
     async fn handle(
         &self,
         conn: &Connection,
         user: &PublicKey,
         request: Request,
+        entry: &Entry,
     ) -> Result<Response, ErrorBody>;
 
     /// The connection ended (authenticated or not).

@@ -18,7 +18,9 @@ use axum::routing::get;
 use mobium_spec::ServerName;
 use tokio::sync::watch;
 
-pub use handler::{AuthRequest, ClientHandler, Connection, ConnectionId, Outbound, encode_event};
+pub use handler::{
+    AuthRequest, ClientHandler, Connection, ConnectionId, Entry, Outbound, encode_event,
+};
 pub use limits::{ConnectionGuard, ConnectionLimiter};
 pub use proxy::{IpNet, ParseIpNetError, TrustedProxies};
 pub use tls::{TlsError, TlsListener, server_config as tls_server_config};

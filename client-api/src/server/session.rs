@@ -14,15 +14,32 @@ use mobium_spec::client::{
 };
 use mobium_spec::encoding::{self, DecodeError};
 use mobium_spec::{ErrorCode, PROTOCOL_VERSION, PublicKey};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::handler::{AuthRequest, Connection};
+use super::handler::{AuthRequest, Connection, Entry};
 use super::limits::ConnectionGuard;
 use super::{ClientHandler, WsState};
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// Requests of one connection being handled at once (the rest wait to be read): enough to keep
+/// the write path busy while earlier requests wait for their commit, few enough that one
+/// connection cannot pile up work.
+const PIPELINE_DEPTH: usize = 32;
+
+/// How long a closing connection waits for the answers of requests still in flight.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
+
+/// A connection's pipeline: the turn to enter the write path (one at a time, in order) and the
+/// slots of requests in flight.
+struct Pipeline {
+    turn: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
+}
 
 /// WebSocket close codes used by the server.
 mod close {
@@ -72,7 +89,14 @@ async fn session<H: ClientHandler>(
     let (close_tx, close_rx) = mpsc::channel::<(u16, &'static str)>(1);
     let writer = tokio::spawn(write_loop(sink, rx, close_rx, state.settings.ping_interval));
 
-    let user = read_loop(stream, &conn, &state, close_tx.clone()).await;
+    let pipeline = Pipeline {
+        turn: Arc::new(Semaphore::new(1)),
+        slots: Arc::new(Semaphore::new(PIPELINE_DEPTH)),
+    };
+    let user = read_loop(stream, &conn, &state, &pipeline, close_tx.clone()).await;
+    // Requests still in flight get their answers out before the connection closes.
+    let all = u32::try_from(PIPELINE_DEPTH).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(IN_FLIGHT_GRACE, pipeline.slots.acquire_many(all)).await;
     conn.close();
     state.handler.disconnected(&conn, user.as_ref()).await;
     drop(tx);
@@ -87,6 +111,7 @@ async fn read_loop<H: ClientHandler>(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     conn: &Connection,
     state: &WsState<H>,
+    pipeline: &Pipeline,
     close_tx: mpsc::Sender<(u16, &'static str)>,
 ) -> Option<PublicKey> {
     let settings = &state.settings;
@@ -169,7 +194,7 @@ async fn read_loop<H: ClientHandler>(
             Some(Ok(Message::Close(_))) => return user,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
         };
-        match on_frame(&data, conn, state, &nonce, &mut user).await {
+        match on_frame(&data, conn, state, pipeline, &nonce, &mut user).await {
             Flow::Continue => {}
             Flow::Close(code, reason) => {
                 let _ = close_tx.send((code, reason)).await;
@@ -183,6 +208,7 @@ async fn on_frame<H: ClientHandler>(
     data: &[u8],
     conn: &Connection,
     state: &WsState<H>,
+    pipeline: &Pipeline,
     nonce: &[u8],
     user: &mut Option<PublicKey>,
 ) -> Flow {
@@ -267,14 +293,31 @@ async fn on_frame<H: ClientHandler>(
             Flow::Continue
         }
         (body, Some(key)) => {
-            let answer = match handler.handle(conn, key, body).await {
-                Ok(body) => frame(&ServerFrame::Response { id, body }),
-                Err(e) => {
-                    handler.record_error(e.code);
-                    error_frame(Some(id), e)
-                }
+            // Wait for a free slot, then for the previous request to have entered the write
+            // path; this one then runs beside those still waiting for their commit.
+            let (Ok(slot), Ok(turn)) = (
+                pipeline.slots.clone().acquire_owned().await,
+                pipeline.turn.clone().acquire_owned().await,
+            ) else {
+                return Flow::Close(close::GOING_AWAY, "closed");
             };
-            conn.push_encoded(answer);
+            let (handler, conn, key) = (state.handler.clone(), conn.clone(), *key);
+            tokio::spawn(
+                async move {
+                    let entry = Entry::new(turn);
+                    let answer = match handler.handle(&conn, &key, body, &entry).await {
+                        Ok(body) => frame(&ServerFrame::Response { id, body }),
+                        Err(e) => {
+                            handler.record_error(e.code);
+                            error_frame(Some(id), e)
+                        }
+                    };
+                    drop(entry);
+                    conn.push_encoded(answer);
+                    drop(slot);
+                }
+                .in_current_span(),
+            );
             Flow::Continue
         }
     }

@@ -8,8 +8,10 @@
 //! Handlers authorize *under* the lock ([`ChannelOrder`] proves they hold it), so a change that
 //! races another (a send racing a kick) is ordered wholly before or wholly after it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use mobium_client_api::server::Entry;
 use mobium_client_api::server::{Outbound, encode_event};
 use mobium_spec::client::{
     ChannelMessage, ChannelUpdate, Event, LeaveReason, MemberEvent, MemberLeft, MessageDeleted,
@@ -22,6 +24,7 @@ use super::{App, DomainError, now_ms, perms, remote};
 use crate::storage::{
     ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError, Write,
 };
+use crate::writer::After;
 
 /// Proof that the holder has the order lock of one hosted channel ([`App::channel_lock`]):
 /// changes to that channel are committed, and their events delivered, one at a time.
@@ -189,26 +192,7 @@ pub(crate) async fn commit(
         return Ok(None);
     };
     let before = audience_before(app, ch, &body).await?;
-    let mut dests = remote::member_servers(app, ch).await?;
-    if let Some(s) = also
-        && *s != app.server_name
-    {
-        dests.insert(s.clone());
-    }
-    if !dests.is_empty() && app.federation().is_none() {
-        tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
-    }
-    let seq = app.next_id().get();
-    let items: Vec<OutboxItem> = if app.federation().is_some() {
-        let event = FedEvent::Hosted(HostedEvent {
-            channel: ch.id.clone(),
-            seq,
-            body: body.clone(),
-        });
-        dests.iter().map(|d| remote::item(d, &event)).collect()
-    } else {
-        Vec::new()
-    };
+    let (dests, seq, items) = announce(app, ch, &body, also).await?;
     let write = Write::Hosted {
         change,
         items,
@@ -221,6 +205,89 @@ pub(crate) async fn commit(
     remote::wake(app, &dests);
     settle(app, ch, &body, before).await?;
     Ok(Some(seq))
+}
+
+/// On the host: a new message, [`commit`]ted without holding up the channel. Once the message
+/// is in the write path (ordered after every change before it), the channel's lock and the
+/// connection's `entry` are let go, so the next message is authorized and handed in while this
+/// one waits for its commit. The writer delivers its event right after the commit, in order. A
+/// message changes nothing a later authorization reads, which is why only messages do this:
+/// every other change holds the lock until it committed.
+pub(crate) async fn commit_message(
+    app: &App,
+    order: ChannelOrder,
+    ch: &ChannelRow,
+    message: ChannelMessage,
+    txn: Option<ClientTxn>,
+    entry: &Entry,
+) -> Result<Option<u64>, DomainError> {
+    debug_assert_eq!(
+        order.channel, ch.id,
+        "committed under another channel's lock"
+    );
+    let frame = encode_event(&Event::Message(message.clone()));
+    let body = HostedBody::Message(message);
+    let Some(change) = stored(&ch.id, &body) else {
+        return Ok(None);
+    };
+    let (dests, seq, items) = announce(app, ch, &body, None).await?;
+    let local: Vec<_> = perms::viewers(app, ch)
+        .await?
+        .iter()
+        .filter(|u| app.is_local(u))
+        .map(|u| u.key)
+        .collect();
+    let hub = app.hub.clone();
+    let deliver: After = Box::new(move || {
+        for key in &local {
+            hub.push(key, &frame);
+        }
+    });
+    let start = std::time::Instant::now();
+    let pending = app
+        .writer
+        .submit(Write::Hosted { change, items, txn }, Some(deliver))
+        .await?;
+    drop(order);
+    entry.entered();
+    let done = pending.outcome().await;
+    app.metrics.db_latency(start.elapsed());
+    if !done? {
+        return Ok(None);
+    }
+    remote::wake(app, &dests);
+    Ok(Some(seq))
+}
+
+/// The hosted event announcing `body` to every member server (plus `also`): the servers, the
+/// event's `seq` and its outbox items (none when federation is off).
+async fn announce(
+    app: &App,
+    ch: &ChannelRow,
+    body: &HostedBody,
+    also: Option<&ServerName>,
+) -> Result<(BTreeSet<ServerName>, u64, Vec<OutboxItem>), DomainError> {
+    let mut dests = remote::member_servers(app, ch).await?;
+    if let Some(s) = also
+        && *s != app.server_name
+    {
+        dests.insert(s.clone());
+    }
+    if !dests.is_empty() && app.federation().is_none() {
+        tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
+    }
+    let seq = app.next_id().get();
+    let items = if app.federation().is_some() {
+        let event = FedEvent::Hosted(HostedEvent {
+            channel: ch.id.clone(),
+            seq,
+            body: body.clone(),
+        });
+        dests.iter().map(|d| remote::item(d, &event)).collect()
+    } else {
+        Vec::new()
+    };
+    Ok((dests, seq, items))
 }
 
 /// On a member server: applies the host's `body` to the local copy of `channel` and delivers it

@@ -15,13 +15,15 @@ use mobium_spec::federation::{
 use mobium_spec::permissions::Permissions;
 use mobium_spec::{ErrorCode, MessageId, UserId};
 
+use mobium_client_api::server::Entry;
+
 use super::DomainError;
 use super::{App, Handled, err, now_ms, perms};
 use super::{change, remote, txn};
 use crate::storage::{ChannelRow, HistoryQuery, StoreError};
 
 /// `message_send`: ordered and committed by the channel's host (here, or queued for it).
-pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
+pub(super) async fn send(app: &App, me: &UserId, r: MessageSend, entry: &Entry) -> Handled {
     let ch = perms::channel(app, &r.channel).await?;
     app.check_message(&r.ciphertext)?;
     txn::check(r.txn.as_deref())?;
@@ -54,9 +56,13 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
         app.metrics.channel_messages.fetch_add(1, Ordering::Relaxed);
         return Ok(answer);
     }
-    // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
-    let named = r.txn.as_deref().map(|t| (me, t));
-    match send_hosted(app, &ch, me, r.ciphertext, r.reply_to, None, named).await {
+    let new = NewMessage {
+        sender: me.clone(),
+        ciphertext: r.ciphertext,
+        reply_to: r.reply_to,
+        origin_id: None,
+    };
+    match send_hosted(app, &ch, new, r.txn.as_deref(), entry).await {
         Ok(Some(sent)) => Ok(Response::MessageSent(sent)),
         // A local send has no `origin_id`, so it is never a stored duplicate (`None`).
         Ok(None) => Err(err(ErrorCode::Internal, "internal error")),
@@ -68,32 +74,44 @@ pub(super) async fn send(app: &App, me: &UserId, r: MessageSend) -> Handled {
     }
 }
 
+/// A message to order on the host.
+pub(crate) struct NewMessage {
+    /// A user of this server, or of `origin_id`'s server for a member server's `channel_send`.
+    pub(crate) sender: UserId,
+    /// The Megolm ciphertext.
+    pub(crate) ciphertext: Vec<u8>,
+    /// The message it answers.
+    pub(crate) reply_to: Option<MessageId>,
+    /// The member server's provisional id (its retries are recognised by it).
+    pub(crate) origin_id: Option<MessageId>,
+}
+
 /// On the host: orders a message by `sender` (a user of this server, or of `origin_id`'s server
 /// for a `channel_send` from a member server), commits it with its outbox rows, and fans it out.
 /// `Ok(None)`: a member server's retried `channel_send` that was stored before.
 ///
 /// Authorized under the channel's lock: a send that raced a kick is ordered either before the
-/// kick (and allowed) or after it (and refused), never after it and allowed.
+/// kick (and allowed) or after it (and refused), never after it and allowed. The lock and
+/// `entry` are let go once the message is in the write path; the answer waits for its commit.
 pub(crate) async fn send_hosted(
     app: &App,
     ch: &ChannelRow,
-    sender: &UserId,
-    ciphertext: Vec<u8>,
-    reply_to: Option<MessageId>,
-    origin_id: Option<MessageId>,
-    named: Option<(&UserId, &str)>,
+    new: NewMessage,
+    txn: Option<&str>,
+    entry: &Entry,
 ) -> Result<Option<MessageSent>, DomainError> {
-    app.check_message(&ciphertext)?;
+    app.check_message(&new.ciphertext)?;
     let order = app.channel_lock(&ch.id).await;
-    perms::require(app, ch, sender, Permissions::SEND).await?;
+    perms::require(app, ch, &new.sender, Permissions::SEND).await?;
+    let origin_id = new.origin_id;
     let message = ChannelMessage {
         channel: ch.id.clone(),
         id: app.next_id(),
-        sender: sender.clone(),
-        ciphertext,
+        sender: new.sender,
+        ciphertext: new.ciphertext,
         sent_at: now_ms(),
         edited_at: None,
-        reply_to,
+        reply_to: new.reply_to,
         origin_id,
     };
     let sent = MessageSent {
@@ -101,10 +119,8 @@ pub(crate) async fn send_hosted(
         id: message.id,
         sent_at: message.sent_at,
     };
-    let rec =
-        named.and_then(|(me, t)| txn::record(me, Some(t), &Response::MessageSent(sent.clone())));
-    let body = HostedBody::Message(message);
-    match change::commit(app, &order, ch, body, None, rec.as_ref()).await {
+    let rec = txn::record(&message.sender, txn, &Response::MessageSent(sent.clone()));
+    match change::commit_message(app, order, ch, message, rec, entry).await {
         Ok(_) => {}
         // A member server's retried delivery of a send stored before.
         Err(e) if e.code() == ErrorCode::Conflict && origin_id.is_some() => return Ok(None),

@@ -24,14 +24,14 @@ pub(crate) use change::{ChannelOrder, apply_replica, message_to_wire};
 pub(crate) use channels::join_hosted;
 pub(crate) use keys::claim_local;
 pub(crate) use membership::{depart, member_list};
-pub(crate) use messages::{delete_hosted, edit_hosted, send_hosted};
+pub(crate) use messages::{NewMessage, delete_hosted, edit_hosted, send_hosted};
 pub(crate) use presence::relay_typing;
 pub(crate) use session::{authenticate, authenticated, disconnected};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mobium_client_api::server::ConnectionLimiter;
+use mobium_client_api::server::{ConnectionLimiter, Entry};
 use mobium_spec::client::{ErrorBody, Request, Response};
 use mobium_spec::{
     ErrorCode, Keypair, MessageId, MessageIdGenerator, PublicKey, ServerName, UserId,
@@ -239,9 +239,15 @@ pub(crate) fn err<E: From<ErrorBody>>(code: ErrorCode, message: &str) -> E {
 pub(crate) type Handled = Result<Response, DomainError>;
 
 /// Routes an authenticated request to the handler of its operation (one file per area of the
-/// client protocol). Rate limiting, metrics and the mapping of errors happen at the edge
+/// client protocol). `entry` lets the connection's next request start once this one's change
+/// is in the write path (a handler that does not use it lets it go when it returns). Rate limiting, metrics and the mapping of errors happen at the edge
 /// (`crate::client_edge`).
-pub(crate) async fn dispatch(app: &App, user: &PublicKey, request: Request) -> Handled {
+pub(crate) async fn dispatch(
+    app: &App,
+    user: &PublicKey,
+    request: Request,
+    entry: &Entry,
+) -> Handled {
     let me = app.local_user(user);
     match request {
         Request::Ping => Ok(Response::Pong),
@@ -271,7 +277,7 @@ pub(crate) async fn dispatch(app: &App, user: &PublicKey, request: Request) -> H
         Request::RoleRevoke(r) => roles::grant(app, &me, r, false).await,
         Request::OverrideSet(r) => roles::override_set(app, &me, r).await,
         Request::OverrideClear(r) => roles::override_clear(app, &me, r).await,
-        Request::MessageSend(r) => messages::send(app, &me, r).await,
+        Request::MessageSend(r) => messages::send(app, &me, r, entry).await,
         Request::History(r) => messages::history(app, &me, r).await,
         Request::MessageEdit(r) => messages::edit(app, &me, r).await,
         Request::MessageDelete(r) => messages::delete(app, &me, r).await,

@@ -2,6 +2,7 @@
 //! idempotently (a retried delivery changes nothing), refused events are reported in the Ack,
 //! and ephemeral events are delivered to connected users and forgotten.
 
+use mobium_client_api::server::Entry;
 use mobium_client_api::server::encode_event;
 use mobium_federation::FederationHandler;
 use mobium_spec::client::{
@@ -268,17 +269,15 @@ async fn hosted_channel(
 async fn channel_send(app: &App, origin: &ServerName, s: ChannelSend) -> Result<(), DomainError> {
     from_origin(origin, &s.sender)?;
     let ch = hosted_channel(app, &s.channel).await?;
-    crate::domain::send_hosted(
-        app,
-        &ch,
-        &s.sender,
-        s.ciphertext,
-        s.reply_to,
-        Some(s.origin_id),
-        None,
-    )
-    .await
-    .map(|_| ())
+    let new = crate::domain::NewMessage {
+        sender: s.sender,
+        ciphertext: s.ciphertext,
+        reply_to: s.reply_to,
+        origin_id: Some(s.origin_id),
+    };
+    crate::domain::send_hosted(app, &ch, new, None, &Entry::detached())
+        .await
+        .map(|_| ())
 }
 
 async fn channel_edit(app: &App, origin: &ServerName, e: ChannelEdit) -> Result<(), DomainError> {

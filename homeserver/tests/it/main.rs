@@ -17,6 +17,7 @@ mod federation;
 mod http;
 mod keys;
 mod member_servers;
+mod pipeline;
 mod presence;
 mod proxy;
 mod races;
