@@ -1,8 +1,11 @@
 //! The `mobium` binary: `mobium serve` runs a homeserver (zero configuration: SQLite in
 //! `./data/`, clients on 127.0.0.1:8443); `mobium client …` is an end-to-end encrypted
-//! command-line client ([`cli`]).
+//! command-line client ([`cli`]); `mobium health` asks a running server's `/health`
+//! ([`health`], the container image's health check).
 
 mod cli;
+mod health;
+mod systemd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,6 +34,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Ask a running server's GET /health (plain HTTP); exit 0 only for a 200 answer.
+    Health {
+        /// TOML configuration file (or set SC_CONFIG), read to find the client port.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Ask this ip:port instead of the configured client address.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
     /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
     Client(cli::ClientArgs),
 }
@@ -39,11 +51,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Health { config, addr } => health(config, addr),
         Command::Client(args) => cli::run(args),
     }
 }
 
-fn serve(file: Option<PathBuf>) -> ExitCode {
+/// The settings `mobium serve` would run with: defaults, the file (`--config` or
+/// `SC_CONFIG`), then the `SC_*` variables.
+fn load_config(file: Option<PathBuf>) -> Result<config::Config, config::ConfigError> {
     // Variables that are not valid UTF-8 cannot be Mobium settings; skip them instead of panicking.
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -53,7 +68,51 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             .find(|(k, _)| k == config::CONFIG_FILE_ENV)
             .map(|(_, v)| PathBuf::from(v))
     });
-    let config = match config::load(file.as_deref(), env) {
+    config::load(file.as_deref(), env)
+}
+
+/// `mobium health`: 0 when the server answers 200, 1 when it does not, 2 for bad settings.
+fn health(file: Option<PathBuf>, addr: Option<std::net::SocketAddr>) -> ExitCode {
+    let addr = match addr {
+        Some(a) => a,
+        None => match load_config(file).map_err(anyhow::Error::from) {
+            Ok(c) => match health::default_addr(&c) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("mobium health: {e:#}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("mobium health: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mobium health: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(health::check(addr)) {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mobium health: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(file: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mobium: {e}");
@@ -94,10 +153,23 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
         if let Some(admin) = running.admin_addr {
             println!("mobium: metrics and admin API on http://{admin}");
         }
+        // Every listener is bound: units ordered after this one may connect now.
+        systemd::ready(&format!(
+            "serving {} on {}",
+            running.app.server_name,
+            running.ws_url()
+        ));
         let trigger = running.shutdown_trigger();
+        if let Some(every) = systemd::spawn_watchdog(trigger.subscribe()) {
+            tracing::info!(
+                interval_ms = every.as_millis() as u64,
+                "systemd watchdog pings on"
+            );
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutdown requested; draining connections");
+            systemd::stopping();
             let _ = trigger.send(true);
         });
         match running.wait().await {
