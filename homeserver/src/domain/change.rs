@@ -267,7 +267,7 @@ async fn announce(
     body: &HostedBody,
     also: Option<&ServerName>,
 ) -> Result<(BTreeSet<ServerName>, u64, Vec<OutboxItem>), DomainError> {
-    let mut dests = remote::member_servers(app, ch).await?;
+    let mut dests = perms::member_servers(app, ch).await?.as_ref().clone();
     if let Some(s) = also
         && *s != app.server_name
     {

@@ -7,12 +7,12 @@
 //! if no clear happened while it was being read: a lookup that raced a kick cannot put the
 //! kicked member's old permissions back after the kick cleared them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use mobium_spec::client::EVERYONE_ROLE;
 use mobium_spec::permissions::{Override, PermissionInputs, Permissions};
-use mobium_spec::{ChannelId, ErrorCode, UserId};
+use mobium_spec::{ChannelId, ErrorCode, ServerName, UserId};
 
 use super::DomainError;
 use super::{App, err};
@@ -25,6 +25,8 @@ struct CacheInner {
     channels: HashMap<ChannelId, Arc<ChannelRow>>,
     perms: HashMap<(ChannelId, UserId), Option<Permissions>>,
     viewers: HashMap<ChannelId, Arc<Vec<UserId>>>,
+    /// Other servers with members in a channel (the destinations of its hosted events).
+    servers: HashMap<ChannelId, Arc<BTreeSet<ServerName>>>,
 }
 
 /// Cached channels, permissions and viewer lists.
@@ -183,6 +185,31 @@ pub(crate) async fn viewers(app: &App, ch: &ChannelRow) -> Result<Arc<Vec<UserId
         c.viewers.insert(ch.id.clone(), out.clone());
     });
     Ok(out)
+}
+
+/// Servers other than this one with members in the channel, cached like the viewers (cleared
+/// with every membership change), so a message costs no member query.
+pub(crate) async fn member_servers(
+    app: &App,
+    ch: &ChannelRow,
+) -> Result<Arc<BTreeSet<ServerName>>, DomainError> {
+    if let Some(s) = app.cache.lock().servers.get(&ch.id) {
+        return Ok(s.clone());
+    }
+    let generation = app.cache.generation();
+    let servers: BTreeSet<ServerName> = app
+        .store
+        .members(&ch.id)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u.server)
+        .filter(|s| *s != app.server_name)
+        .collect();
+    let servers = Arc::new(servers);
+    app.cache.insert_if_current(generation, |c| {
+        c.servers.insert(ch.id.clone(), servers.clone());
+    });
+    Ok(servers)
 }
 
 /// Server-wide bits of a user (everyone ∪ roles), for role management.

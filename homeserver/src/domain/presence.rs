@@ -119,10 +119,10 @@ pub(crate) async fn relay_typing(
     user: &UserId,
     skip: Option<&ServerName>,
 ) {
-    let Ok(servers) = remote::member_servers(app, ch).await else {
+    let Ok(servers) = perms::member_servers(app, ch).await else {
         return;
     };
-    let dests = servers.into_iter().filter(|s| Some(s) != skip);
+    let dests = servers.iter().filter(|s| Some(*s) != skip).cloned();
     remote::ephemeral(
         app,
         dests,

@@ -3,15 +3,13 @@
 //! member servers), and the direct requests that need an answer now (queries) or none at all
 //! (ephemeral presence and typing). Every other domain file reaches other servers through here.
 
-use std::collections::BTreeSet;
-
 use mobium_spec::federation::{Ephemeral, FedEvent, Query, QueryResult, Transaction};
 use mobium_spec::{ErrorCode, ServerName, encoding};
 
 use super::DomainError;
 use super::{App, err};
 use crate::outbox::Link;
-use crate::storage::{ChannelRow, ClientTxn, OutboxItem, Write};
+use crate::storage::{ClientTxn, OutboxItem, Write};
 
 /// The federation link, or the error a client gets when federation is off.
 pub(super) fn link(app: &App) -> Result<&Link, DomainError> {
@@ -53,21 +51,6 @@ pub(super) async fn enqueue_named(
         .await?;
     wake(app, &dests);
     Ok(written)
-}
-
-/// Servers other than this one with members in the channel.
-pub(super) async fn member_servers(
-    app: &App,
-    ch: &ChannelRow,
-) -> Result<BTreeSet<ServerName>, DomainError> {
-    Ok(app
-        .store
-        .members(&ch.id)
-        .await?
-        .into_iter()
-        .map(|(u, _)| u.server)
-        .filter(|s| *s != app.server_name)
-        .collect())
 }
 
 /// Wakes the outbox workers of `dests` after their events committed.

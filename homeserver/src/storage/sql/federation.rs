@@ -22,8 +22,7 @@ use super::{
 };
 use crate::storage::codec::{self, OutboxTuple, sql_u64};
 use crate::storage::{
-    ChannelRow, ClientTxn, DirectFailureRow, HostedChange, OutboxItem, StoreError, StoreResult,
-    Write,
+    ChannelRow, DirectFailureRow, HostedChange, OutboxItem, StoreError, StoreResult, Write,
 };
 
 pub(super) async fn channel_put(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
@@ -67,10 +66,13 @@ pub(super) async fn channel_set_last_seq(
     Ok(())
 }
 
-/// Applies `writes` in one transaction, each inside a savepoint of its own, so one write's
-/// failure (a conflict, a client transaction id seen before) or no-op undoes only that write.
-/// Returns each write's outcome; `Err` as a whole only when the transaction itself fails (then
-/// nothing was written).
+/// Applies `writes` in one transaction and returns each write's outcome; `Err` as a whole,
+/// with nothing written, only when the database fails.
+///
+/// Optimistic: the group runs without savepoints (a statement each, where most writes need
+/// one). If any write fails or must be undone (a conflict, a no-op after its client
+/// transaction id was recorded), the group is rolled back and every write runs again in a
+/// transaction of its own, so each still succeeds or fails alone with the same outcome.
 pub(super) async fn commit_writes(
     pool: &Pool,
     writes: &[Write],
@@ -82,56 +84,84 @@ pub(super) async fn commit_writes(
         return Ok(outcomes);
     }
     let mut tx = begin_write(pool).await?;
+    let mut clean = true;
     for write in writes {
-        let outcome = match write {
-            // Cannot fail half-way: a seen id writes nothing, and nothing else can be refused.
-            Write::Outbox { items, txn } => {
-                let fresh = match txn {
-                    Some(t) => txns::record(&mut tx, t).await?,
-                    None => true,
-                };
-                if fresh {
-                    append(&mut tx, items, now).await?;
-                }
-                Ok(fresh)
+        match one(&mut tx, write, now).await {
+            Ok((outcome, Undo::No)) => outcomes.push(outcome),
+            // On PostgreSQL a failed statement has aborted the transaction: start over.
+            Ok((_, Undo::Yes)) | Err(_) => {
+                clean = false;
+                break;
             }
-            Write::Hosted { change, items, txn } => {
-                let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-                let outcome = hosted(&mut sp, change, items, now, txn.as_ref()).await;
-                if matches!(outcome, Ok(true)) {
-                    sp.commit().await?;
-                } else {
-                    sp.rollback().await?;
-                }
+        }
+    }
+    if clean {
+        tx.commit().await?;
+        return Ok(outcomes);
+    }
+    tx.rollback().await?;
+    outcomes.clear();
+    for write in writes {
+        let mut tx = begin_write(pool).await?;
+        let outcome = match one(&mut tx, write, now).await {
+            Ok((outcome, Undo::No)) => {
+                tx.commit().await?;
                 outcome
+            }
+            Ok((outcome, Undo::Yes)) => {
+                tx.rollback().await?;
+                outcome
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
             }
         };
         outcomes.push(outcome);
     }
-    tx.commit().await?;
     Ok(outcomes)
 }
 
-/// One hosted change inside the caller's transaction: the client's `txn` recorded, the change
-/// applied, its outbox items appended. `Ok(false)`: the change did nothing (the caller rolls
-/// back); `TxnSeen`: the id was recorded before.
-async fn hosted(
+/// Whether a write left something that must be rolled back.
+enum Undo {
+    No,
+    Yes,
+}
+
+/// One write inside the caller's transaction: its outcome, and whether what it wrote must be
+/// undone (it did nothing after recording its client transaction id). `Err`: a statement
+/// failed (a conflict included), and the transaction must be rolled back.
+async fn one(
     conn: &mut Connection,
-    change: &HostedChange,
-    items: &[OutboxItem],
+    write: &Write,
     now: u64,
-    txn: Option<&ClientTxn>,
-) -> StoreResult<bool> {
-    if let Some(t) = txn
-        && !txns::record(conn, t).await?
-    {
-        return Err(StoreError::TxnSeen);
+) -> StoreResult<(StoreResult<bool>, Undo)> {
+    match write {
+        // A seen id writes nothing (the insert does nothing), and nothing else is refused.
+        Write::Outbox { items, txn } => {
+            let fresh = match txn {
+                Some(t) => txns::record(conn, t).await?,
+                None => true,
+            };
+            if fresh {
+                append(conn, items, now).await?;
+            }
+            Ok((Ok(fresh), Undo::No))
+        }
+        Write::Hosted { change, items, txn } => {
+            if let Some(t) = txn
+                && !txns::record(conn, t).await?
+            {
+                return Ok((Err(StoreError::TxnSeen), Undo::No));
+            }
+            if !apply(conn, change).await? {
+                let undo = if txn.is_some() { Undo::Yes } else { Undo::No };
+                return Ok((Ok(false), undo));
+            }
+            append(conn, items, now).await?;
+            Ok((Ok(true), Undo::No))
+        }
     }
-    if !apply(conn, change).await? {
-        return Ok(false);
-    }
-    append(conn, items, now).await?;
-    Ok(true)
 }
 
 /// Applies `change` with the statement of the matching single operation; returns what it would.
