@@ -31,6 +31,9 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// connection cannot pile up work.
 const PIPELINE_DEPTH: usize = 32;
 
+/// Most queued frames written to a connection with one flush.
+const WRITE_BATCH: usize = 64;
+
 /// How long a closing connection waits for the answers of requests still in flight.
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
@@ -344,7 +347,17 @@ async fn write_loop(
             biased;
             msg = rx.recv() => match msg {
                 Some(bytes) => {
-                    if sink.send(Message::Binary(bytes)).await.is_err() {
+                    // What else is queued already goes out in the same write (one flush).
+                    if sink.feed(Message::Binary(bytes)).await.is_err() {
+                        return;
+                    }
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(bytes) = rx.try_recv() else { break };
+                        if sink.feed(Message::Binary(bytes)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
                         return;
                     }
                 }
