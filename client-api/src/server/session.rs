@@ -3,6 +3,7 @@
 //! (spec `client/transport.md`, `client/auth.md`)
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,8 +15,6 @@ use mobium_spec::client::{
 };
 use mobium_spec::encoding::{self, DecodeError};
 use mobium_spec::{ErrorCode, PROTOCOL_VERSION, PublicKey};
-use std::sync::Arc;
-
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
