@@ -102,6 +102,12 @@ pub struct Throughput {
     pub seconds: f64,
     /// Messages per second.
     pub per_second: f64,
+    /// node1's (the sending server's) CPU time, user + system, per message, µs.
+    #[serde(default)]
+    pub sender_cpu_us: f64,
+    /// node2's (the receiving server's) CPU time per message, µs.
+    #[serde(default)]
+    pub receiver_cpu_us: f64,
 }
 
 /// Memory figures.
@@ -175,6 +181,14 @@ impl BenchResults {
                     "{} msgs in {:.2} s",
                     self.throughput.messages, self.throughput.seconds
                 ),
+            ),
+            row(
+                "server CPU per message",
+                format!(
+                    "{:.0} µs / {:.0} µs",
+                    self.throughput.sender_cpu_us, self.throughput.receiver_cpu_us
+                ),
+                "sending node1 / receiving node2, user + system".into(),
             ),
             row(
                 "memory per idle connection",
@@ -411,6 +425,12 @@ async fn throughput(net: &Network, config: BenchConfig) -> anyhow::Result<Throug
     let n = config.throughput_messages;
     let window = Arc::new(Semaphore::new(config.window.max(1)));
     let bob_id = bob.user_id().clone();
+    let pids = {
+        let info = net.info();
+        let pid = |i: usize| info.nodes[i].pid.context("a node is not running");
+        [pid(0)?, pid(1)?]
+    };
+    let cpu_before = [cpu_time(pids[0])?, cpu_time(pids[1])?];
     let started = Instant::now();
     let sender = {
         let alice = alice.clone();
@@ -425,6 +445,11 @@ async fn throughput(net: &Network, config: BenchConfig) -> anyhow::Result<Throug
     };
     collect(&bob, &mut be, n, Duration::from_secs(60), |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let per_message = |i: usize| -> anyhow::Result<f64> {
+        let used = cpu_time(pids[i])?.saturating_sub(cpu_before[i]);
+        Ok(used.as_secs_f64() * 1e6 / (n.max(1) as f64))
+    };
+    let (sender_cpu_us, receiver_cpu_us) = (per_message(0)?, per_message(1)?);
     sender.await.context("the sender stopped")?;
     alice.close();
     bob.close();
@@ -432,7 +457,14 @@ async fn throughput(net: &Network, config: BenchConfig) -> anyhow::Result<Throug
         messages: n,
         seconds,
         per_second: n as f64 / seconds.max(f64::EPSILON),
+        sender_cpu_us,
+        receiver_cpu_us,
     })
+}
+
+/// CPU time (user + system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    crate::node::cpu_time(pid)
 }
 
 async fn memory(net: &mut Network, config: BenchConfig) -> anyhow::Result<Memory> {

@@ -203,6 +203,27 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// The CPU time (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read the CPU time of process {pid}"))?;
+    // The command name (field 2) may hold spaces; the fields after it start at ") ".
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .with_context(|| format!("unexpected /proc/{pid}/stat"))?;
+    let field = |i: usize| -> anyhow::Result<u64> {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {i} in /proc/{pid}/stat"))
+    };
+    // utime and stime: fields 14 and 15 of proc(5), 11 and 12 counted from the state field.
+    let ticks = field(11)? + field(12)?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Ok(Duration::from_micros(ticks.saturating_mul(1_000_000) / hz))
+}
+
 /// The data directory of node `index` under `dir`.
 pub fn data_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("node{index}"))
