@@ -4,35 +4,13 @@
 
 use std::collections::HashMap;
 
+use mobium_spec::MessageId;
 use mobium_spec::client::*;
-use mobium_spec::{ChannelId, MessageId};
 
 use crate::both_backends;
 use crate::support::*;
 
 const SENDS: u32 = 300;
-
-async fn join(
-    owner: &mobium_client_api::sdk::Client,
-    member: &mobium_client_api::sdk::Client,
-    ch: &ChannelId,
-) {
-    let Response::Invite(i) = owner
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.clone(),
-            max_uses: None,
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("invite")
-    };
-    member
-        .request(Request::ChannelJoin(ChannelJoin { code: i.code }))
-        .await
-        .unwrap();
-}
 
 async fn pipelined_sends_are_applied_and_delivered_in_order(backend: Backend) {
     let Some(server) = start(backend).await else {
@@ -41,7 +19,7 @@ async fn pipelined_sends_are_applied_and_delivered_in_order(backend: Backend) {
     let (alice, _ae, alice_key) = client(&server).await;
     let (bob, mut be, _) = client(&server).await;
     let ch = create_channel(&alice).await;
-    join(&alice, &bob, &ch).await;
+    join_with_new_invite(&alice, &bob, &ch).await;
 
     // Every frame is written before any answer is read.
     let mut ws = raw(&server).await;

@@ -4,29 +4,11 @@
 use std::time::Duration;
 
 use mobium_client_api::sdk::{Client, ConnectOptions};
+use mobium_spec::Keypair;
 use mobium_spec::client::*;
-use mobium_spec::{ChannelId, Keypair};
 
 use crate::both_backends;
 use crate::support::*;
-
-async fn join_with_new_invite(owner: &Client, member: &Client, ch: &ChannelId) {
-    let Response::Invite(i) = owner
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.clone(),
-            max_uses: Some(1),
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("invite")
-    };
-    member
-        .request(Request::ChannelJoin(ChannelJoin { code: i.code }))
-        .await
-        .unwrap();
-}
 
 async fn send_racing_a_kick_is_never_ordered_after_it(backend: Backend) {
     let Some(server) = start(backend).await else {

@@ -527,3 +527,24 @@ pub async fn create_channel(c: &Client) -> mobium_spec::ChannelId {
     };
     ch.channel
 }
+
+/// `member` joins `ch` with a fresh single-use invite of `owner`'s.
+pub async fn join_with_new_invite(owner: &Client, member: &Client, ch: &mobium_spec::ChannelId) {
+    let Response::Invite(i) = owner
+        .request(Request::InviteCreate(mobium_spec::client::InviteCreate {
+            channel: ch.clone(),
+            max_uses: Some(1),
+            expires_in_secs: None,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("invite")
+    };
+    member
+        .request(Request::ChannelJoin(mobium_spec::client::ChannelJoin {
+            code: i.code,
+        }))
+        .await
+        .unwrap();
+}

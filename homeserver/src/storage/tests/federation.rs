@@ -16,7 +16,7 @@ fn dest(name: &str) -> ServerName {
     name.parse().expect("server name")
 }
 
-fn item(destination: &str, event: &str) -> OutboxItem {
+pub(super) fn item(destination: &str, event: &str) -> OutboxItem {
     OutboxItem {
         destination: dest(destination),
         event: event.as_bytes().to_vec(),
@@ -24,7 +24,7 @@ fn item(destination: &str, event: &str) -> OutboxItem {
 }
 
 /// The event bytes pending for `destination`, oldest first.
-async fn pending(s: &dyn Store, destination: &str) -> Vec<String> {
+pub(super) async fn pending(s: &dyn Store, destination: &str) -> Vec<String> {
     s.outbox_peek(&dest(destination), 100)
         .await
         .expect("peek")
@@ -50,7 +50,12 @@ async fn queued(s: &dyn Store, recipient: &UserId) -> Vec<u64> {
     rows.iter().map(|d| d.id.get()).collect()
 }
 
-fn relayed(channel: &ChannelId, id: u64, sender: &UserId, origin_id: Option<u64>) -> MessageRow {
+pub(super) fn relayed(
+    channel: &ChannelId,
+    id: u64,
+    sender: &UserId,
+    origin_id: Option<u64>,
+) -> MessageRow {
     MessageRow {
         sender: sender.clone(),
         origin_id: origin_id.map(mid),
@@ -153,77 +158,6 @@ pub(super) async fn outbox_keeps_order_per_destination(h: &mut Harness) {
     // Pending events survive a restart.
     h.reopen().await;
     assert_eq!(pending(&*h.store, "a.test").await, ["a1", "a2"]);
-}
-
-/// A group commit: each write succeeds or fails alone, in one transaction, in the order given.
-pub(super) async fn group_commit_applies_each_write_alone_in_order(h: &mut Harness) {
-    let s = &*h.store;
-    let (owner, bob) = (user(1), remote_user(2));
-    let ch = make_channel(s, 1, &owner, 0).await;
-    let txn = |t: &str| ClientTxn {
-        user: owner.clone(),
-        txn: t.to_owned(),
-        answer: t.as_bytes().to_vec(),
-        expires_at: u64::MAX / 2,
-    };
-    let hosted = |id: u64, origin: Option<u64>, event: &str, t: Option<&str>| Write::Hosted {
-        change: HostedChange::Message(relayed(&ch, id, &bob, origin)),
-        items: vec![item("a.test", event)],
-        txn: t.map(txn),
-    };
-    let writes = [
-        hosted(1, Some(100), "m1", Some("t1")),
-        // The same origin id again: a conflict, undone alone.
-        hosted(2, Some(100), "dup", None),
-        // A no-op: nothing of it is written.
-        Write::Hosted {
-            change: HostedChange::Delete {
-                channel: ch.clone(),
-                id: mid(9),
-            },
-            items: vec![item("a.test", "no-op")],
-            txn: Some(txn("t-no-op")),
-        },
-        Write::Outbox {
-            items: vec![item("a.test", "d1")],
-            txn: Some(txn("t2")),
-        },
-        // A transaction id seen before, in the same group: nothing written.
-        hosted(3, Some(101), "again", Some("t1")),
-        Write::Outbox {
-            items: vec![item("a.test", "d-again")],
-            txn: Some(txn("t2")),
-        },
-        hosted(4, Some(102), "m4", None),
-    ];
-    let outcomes = s.commit_writes(&writes, 5).await.expect("group commits");
-    let shape: Vec<String> = outcomes
-        .iter()
-        .map(|o| match o {
-            Ok(b) => b.to_string(),
-            Err(StoreError::Conflict(_)) => "conflict".into(),
-            Err(StoreError::TxnSeen) => "seen".into(),
-            Err(e) => format!("{e}"),
-        })
-        .collect();
-    assert_eq!(
-        shape,
-        ["true", "conflict", "false", "true", "seen", "false", "true"]
-    );
-    assert_eq!(pending(s, "a.test").await, ["m1", "d1", "m4"]);
-    for (id, stored) in [(1, true), (2, false), (3, false), (4, true)] {
-        assert_eq!(
-            s.message_get(&ch, mid(id)).await.expect("get").is_some(),
-            stored,
-            "message {id}"
-        );
-    }
-    // The no-op's transaction id was not kept: the same id can be used for a real send.
-    assert!(
-        s.commit_one(hosted(5, Some(103), "m5", Some("t-no-op")), 6)
-            .await
-            .expect("commit")
-    );
 }
 
 pub(super) async fn commit_hosted_writes_change_and_outbox_together(h: &mut Harness) {

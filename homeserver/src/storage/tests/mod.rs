@@ -28,11 +28,13 @@ mod accounts;
 mod channels;
 mod federation;
 mod messages;
+mod writes;
 
 use accounts::*;
 use channels::*;
 use federation::*;
 use messages::*;
+use writes::*;
 
 /// The variable naming the PostgreSQL database to test against.
 const POSTGRES_URL_VAR: &str = "MOBIUM_TEST_POSTGRES_URL";
