@@ -167,6 +167,20 @@ async fn named_channel_with(
     channel
 }
 
+/// The whole history of `channel` as `u`'s client decrypts it.
+async fn decrypted_history(u: &User, channel: &ChannelId) -> Vec<DecryptedMessage> {
+    let (page, _) =
+        u.m.history(History {
+            channel: channel.clone(),
+            before: None,
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap();
+    page
+}
+
 async fn newest_message(u: &User, channel: &ChannelId) -> ChannelMessage {
     let page =
         u.m.client()
@@ -387,16 +401,7 @@ async fn removed_member_cannot_read_later_messages(backend: Backend) {
     let welcome = secret("after-dave-joined");
     alice.m.send_text(&channel, &welcome, None).await.unwrap();
     channel_text(&mut dave.inbox, &channel, alice.id(), &welcome).await;
-    let (page, _) = dave
-        .m
-        .history(History {
-            channel: channel.clone(),
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .unwrap();
+    let page = decrypted_history(&dave, &channel).await;
     let outcome: Vec<(Option<&str>, Option<&DecryptionFailure>)> = page
         .iter()
         .map(|m: &DecryptedMessage| (m.decryption.text(), m.decryption.failure()))
@@ -609,16 +614,7 @@ async fn missing_key_is_requested_and_answered(backend: Backend) {
 
     // Bob comes back: the junk is reported, not fatal; the message lacks its key at first...
     let mut bob = reopen(&server, bob).await;
-    let (page, _) = bob
-        .m
-        .history(History {
-            channel: channel.clone(),
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .unwrap();
+    let page = decrypted_history(&bob, &channel).await;
     assert_eq!(page.len(), 1);
     assert_eq!(
         page[0].decryption.failure(),
@@ -626,16 +622,7 @@ async fn missing_key_is_requested_and_answered(backend: Backend) {
     );
     // ...his client asked Alice for it, she answered, and the message is decrypted.
     channel_text(&mut bob.inbox, &channel, alice.id(), &text).await;
-    let (page, _) = bob
-        .m
-        .history(History {
-            channel: channel.clone(),
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .unwrap();
+    let page = decrypted_history(&bob, &channel).await;
     assert_eq!(page[0].decryption.text(), Some(text.as_str()));
     server.stop().await;
 }
@@ -768,16 +755,7 @@ async fn newcomer_reads_the_name_while_its_setter_is_offline(backend: Backend) {
     carol.m.join(&invite.code).await.unwrap();
     assert_eq!(Some(readable_name(&carol, &channel).await), meta.name);
     // What came before Carol joined stays unreadable to her: a forward opens metadata only.
-    let (page, _) = carol
-        .m
-        .history(History {
-            channel: channel.clone(),
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .unwrap();
+    let page = decrypted_history(&carol, &channel).await;
     assert_eq!(page.len(), 1);
     assert!(
         page[0].decryption.text().is_none(),
