@@ -35,6 +35,9 @@ pub struct FedConfig {
     /// How long a request may take end to end before [`FedError::Timeout`](crate::FedError::Timeout);
     /// default 10 s.
     pub request_timeout: Duration,
+    /// Which instance of its server this endpoint is (0-1023; 0 for a server of one process):
+    /// the instances of a managed server share one name, and this keeps their `txn_id`s apart.
+    pub instance: u16,
 }
 
 impl FedConfig {
@@ -49,6 +52,7 @@ impl FedConfig {
             max_frame: MAX_FRAME_BYTES,
             timestamp_window: Duration::from_millis(TIMESTAMP_WINDOW_MS),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            instance: 0,
         }
     }
 }

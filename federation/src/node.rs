@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mobium_spec::federation::Transaction;
@@ -29,7 +29,7 @@ use crate::discovery::{Discovery, PeerInfo};
 use crate::error::FedError;
 use crate::handler::FederationHandler;
 use crate::now_ms;
-use crate::quic::endpoint::{InFlight, Inner, transport_config};
+use crate::quic::endpoint::{InFlight, Inner, TxnIds, transport_config};
 use crate::quic::inbound;
 use crate::quic::pool::Pool;
 use crate::quic::tls::{self, Identity};
@@ -40,8 +40,6 @@ use crate::stats::FedStats;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for connections to close cleanly.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Bits of a generated `txn_id` below the millisecond timestamp.
-const TXN_COUNTER_BITS: u32 = 20;
 
 /// A federation endpoint: accepts other servers' requests and sends ours. Cheap to clone.
 #[derive(Clone)]
@@ -114,7 +112,7 @@ impl Federation {
             request_timeout: config.request_timeout,
             shutting_down: AtomicBool::new(false),
             in_flight: InFlight::default(),
-            next_txn: AtomicU64::new(now_ms() << TXN_COUNTER_BITS),
+            txn_ids: TxnIds::new(now_ms(), config.instance),
         });
         tracing::info!(server = %inner.name, addr = %local_addr, key = %inner.keypair.public(), "federation endpoint bound");
         Ok(Federation {

@@ -44,6 +44,16 @@ impl ClientHandler for App {
             e.retry_after_ms = Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
             return Err(e);
         }
+        // A managed server's bucket is shared: connections on several instances share it.
+        if let Some(c) = self.cluster()
+            && !c
+                .rate_take(user, self.settings.rate_per_sec, self.settings.rate_burst)
+                .await
+        {
+            let mut e = ErrorBody::new(ErrorCode::RateLimited, "too many requests");
+            e.retry_after_ms = Some((1000 / u64::from(self.settings.rate_per_sec.max(1))).max(1));
+            return Err(e);
+        }
         domain::dispatch(self, user, request, entry)
             .await
             .map_err(DomainError::into_wire)

@@ -5,9 +5,13 @@
 //! A user's *session* (spec `client/presence.md` §Lifecycle) may outlive its last connection by
 //! a grace period: the entry stays, marked lingering, so that a reconnect within the grace
 //! continues the session (same chosen status, no presence announced either way).
+//!
+//! On a managed server the hub also has a [`Remote`]: the NATS bus to the other instances
+//! (`crate::cluster::bus`). Every frame pushed to a user goes to their connections here and to
+//! the bus, which hands it to the instances where that user is connected ([`Hub::push_local`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mobium_client_api::server::{Connection, ConnectionId, Outbound};
 use mobium_spec::PublicKey;
@@ -21,11 +25,20 @@ struct UserEntry {
     lingering: Option<u64>,
 }
 
+/// Where frames for users connected to other instances go: a managed server's NATS bus.
+pub trait Remote: Send + Sync {
+    /// Hands a frame for `user` to the instances where they are connected (this one excepted).
+    fn publish(&self, user: &PublicKey, frame: &Outbound);
+    /// `user` now has a session on this instance (`true`), or no longer has one (`false`).
+    fn interest(&self, user: &PublicKey, here: bool);
+}
+
 /// Connected users and their connections.
 #[derive(Default)]
 pub struct Hub {
     users: Mutex<HashMap<PublicKey, UserEntry>>,
     next_linger: std::sync::atomic::AtomicU64,
+    remote: OnceLock<Arc<dyn Remote>>,
 }
 
 /// What closing a connection did to the user's session.
@@ -44,10 +57,24 @@ impl Hub {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Connects the hub to the other instances of a managed server (once, at start-up).
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    fn remote_interest(&self, user: &PublicKey, here: bool) {
+        if let Some(r) = self.remote.get() {
+            r.interest(user, here);
+        }
+    }
+
     /// Adds a connection; returns `true` if it starts a new session (a lingering session is
     /// continued instead).
     pub fn register(&self, user: PublicKey, conn: Connection) -> bool {
         let mut users = self.lock();
+        if !users.contains_key(&user) {
+            self.remote_interest(&user, true);
+        }
         let entry = users.entry(user).or_default();
         let continued = entry.lingering.take().is_some();
         entry.conns.retain(|c| !c.is_closed());
@@ -74,6 +101,7 @@ impl Hub {
             Closed::Lingering(token)
         } else {
             users.remove(user);
+            self.remote_interest(user, false);
             Closed::Ended
         }
     }
@@ -87,12 +115,23 @@ impl Hub {
             .is_some_and(|e| e.lingering == Some(token) && e.conns.is_empty());
         if ends {
             users.remove(user);
+            self.remote_interest(user, false);
         }
         ends
     }
 
-    /// Pushes a frame to every connection of `user`; returns how many got it.
+    /// Pushes a frame to every connection of `user`, here and (on a managed server) on the
+    /// other instances; returns how many connections here got it.
     pub fn push(&self, user: &PublicKey, frame: &Outbound) -> usize {
+        if let Some(r) = self.remote.get() {
+            r.publish(user, frame);
+        }
+        self.push_local(user, frame)
+    }
+
+    /// Pushes a frame to every connection of `user` on this instance only (a frame another
+    /// instance published); returns how many got it.
+    pub fn push_local(&self, user: &PublicKey, frame: &Outbound) -> usize {
         let conns = match self.lock().get(user) {
             Some(e) => e.conns.clone(),
             None => return 0,
@@ -101,6 +140,25 @@ impl Hub {
             .iter()
             .filter(|c| c.push_encoded(frame.clone()))
             .count()
+    }
+
+    /// Closes every connection: they reconnect and catch up from storage (after live events
+    /// between instances may have been lost). Returns how many were closed.
+    pub fn close_all(&self) -> usize {
+        let conns: Vec<Connection> = self
+            .lock()
+            .values()
+            .flat_map(|e| e.conns.iter().cloned())
+            .collect();
+        for c in &conns {
+            c.close();
+        }
+        conns.len()
+    }
+
+    /// The users with a session here, for re-announcing interest after the bus reconnected.
+    pub fn users(&self) -> Vec<PublicKey> {
+        self.lock().keys().copied().collect()
     }
 
     /// Whether the user has a live connection.

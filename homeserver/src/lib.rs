@@ -5,15 +5,19 @@
 //! 1. [`config`] (settings), [`storage`] (SQL only), [`writer`] (group commit, the one write
 //!    path callers are answered after), [`hub`] (live connections), [`metrics`], [`ratelimit`],
 //!    [`keyfile`], [`datadir`];
-//! 2. [`outbox`]: the sending side of federation (durable delivery to other servers);
-//! 3. [`domain`]: the protocol's rules, on top of storage and the outbox;
-//! 4. the two edges that call into the domain: the client edge (`client_edge`, the
+//! 2. [`cluster`]: a managed server's instances (leases and locks in PostgreSQL, the NATS bus
+//!    behind the hub);
+//! 3. [`outbox`]: the sending side of federation (durable delivery to other servers; on a
+//!    managed server, to the destinations whose lease this instance holds);
+//! 4. [`domain`]: the protocol's rules, on top of storage and the outbox;
+//! 5. the two edges that call into the domain: the client edge (`client_edge`, the
 //!    `ClientHandler` the WebSocket transport calls) and the federation edge ([`fed`], the
 //!    `FederationHandler` the QUIC transport calls), plus [`http`];
-//! 5. [`preflight`] and [`server`], which wire the transports, the edges and the state together;
-//! 6. the `mobium` binary (`main.rs`, `cli/`).
+//! 6. [`preflight`] and [`server`], which wire the transports, the edges and the state together;
+//! 7. the `mobium` binary (`main.rs`, `cli/`).
 
 mod client_edge;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod domain;

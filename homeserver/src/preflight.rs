@@ -5,15 +5,17 @@
 //!   channel ids contain the server name, so a database served under another name (a changed
 //!   `SC_SERVER_NAME`, or a changed port under the default `localhost:<port>`) would silently
 //!   break every client and every federated peer.
+//! - [`pin_server_key`] (managed servers): every instance must serve the key the first one
+//!   stored, or peers would see two keys for one name.
 //! - [`check_database_writable`]: a read-only database (file, directory or PostgreSQL
 //!   transaction mode) would let the server start, say it is ready and then fail every write
 //!   with `internal error`.
 
-use mobium_spec::ServerName;
+use mobium_spec::{PublicKey, ServerName};
 
 use crate::config::Config;
 use crate::domain::now_ms;
-use crate::storage::{META_HEALTH_PROBE, META_SERVER_NAME, Store, StoreError};
+use crate::storage::{META_HEALTH_PROBE, META_SERVER_KEY, META_SERVER_NAME, Store, StoreError};
 
 /// Why start-up was refused.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,18 @@ pub enum PreflightError {
         wanted: ServerName,
         /// Where `wanted` came from.
         why: &'static str,
+    },
+    /// A managed instance was given another key than the one its cluster serves.
+    #[error(
+        "this managed server's database was first served with server key {stored}, but this \
+         instance's key is {wanted}. Every instance must serve one key: give this instance the \
+         same key file as the others (SC_SERVER_KEY_FILE)"
+    )]
+    KeyChanged {
+        /// The key in the database.
+        stored: String,
+        /// This instance's key.
+        wanted: PublicKey,
     },
     /// A write to the database failed.
     #[error(
@@ -71,6 +85,20 @@ pub async fn pin_server_name(
         } else {
             "SC_SERVER_NAME is unset, so the name is localhost:<port> and follows the port"
         },
+    })
+}
+
+/// Stores `key` in a new managed server's database, or checks that the cluster serves it.
+pub async fn pin_server_key(store: &dyn Store, key: &PublicKey) -> Result<(), PreflightError> {
+    let stored = store
+        .meta_insert_or_get(META_SERVER_KEY, &key.to_string())
+        .await?;
+    if stored == key.to_string() {
+        return Ok(());
+    }
+    Err(PreflightError::KeyChanged {
+        stored,
+        wanted: *key,
     })
 }
 

@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use mobium_federation::{DiscoveryConfig, FedConfig, Federation, StaticPeer, WellKnownMode};
 use mobium_spec::{Keypair, ServerName};
 
+use crate::cluster::Cluster;
+use crate::cluster::bus::Control;
 use crate::config::{Config, Registration, WellKnown};
 use crate::domain::{App, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
@@ -82,10 +84,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             datadir::check_writable_file(&config.data_dir.join(name))?;
         }
     }
-    let keypair = keyfile::load_or_create(&config.data_dir.join("server.key"))?;
+    let keypair = keyfile::load_or_create(&config.server_key_path())?;
     let url = config.database_url();
-    let store = match storage::open(&url).await {
-        Ok(store) => store,
+    let opened = match config.is_managed() {
+        true => storage::open_cluster(&url)
+            .await
+            .map(|(store, shared)| (store, Some(shared))),
+        false => storage::open(&url).await.map(|store| (store, None)),
+    };
+    let (store, cluster_db) = match opened {
+        Ok(opened) => opened,
         // Already a complete sentence naming the server.
         Err(e @ storage::StoreError::Connect(_)) => return Err(e.into()),
         Err(e) => {
@@ -112,6 +120,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store.close().await;
         return Err(e.into());
     }
+    if config.is_managed()
+        && let Err(e) = preflight::pin_server_key(&*store, &keypair.public()).await
+    {
+        store.close().await;
+        return Err(e.into());
+    }
     let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
     let settings = DomainSettings {
         registration: match config.registration {
@@ -128,6 +142,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let hub = Arc::new(Hub::default());
+    let (cluster, signals) = match (cluster_db, &config.nats_url) {
+        (Some(db), Some(nats)) => {
+            match Cluster::join(db, config.instance_id, nats, &keypair.public(), hub.clone()).await
+            {
+                Ok((c, signals)) => (Some(c), Some(signals)),
+                Err(e) => {
+                    store.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        _ => (None, None),
+    };
     // Bound first, served once the App exists: the App is built with its sending handle.
     let link = match config.fed_enabled {
         true => Some(
@@ -137,6 +164,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 &keypair,
                 &store,
                 &hub,
+                cluster.clone(),
                 shutdown_rx.clone(),
             )
             .await?,
@@ -149,9 +177,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         keypair,
         settings,
         limiter.clone(),
-        hub,
+        hub.clone(),
         link,
+        cluster.clone(),
     );
+    if let (Some(c), Some(signals)) = (&cluster, signals) {
+        tokio::spawn(c.clone().renew(shutdown_tx.clone()));
+        let me = Arc::downgrade(&app);
+        tokio::spawn(c.clone().run(hub, signals, move |control| {
+            let Some(app) = me.upgrade() else { return };
+            match control {
+                Control::Permissions => app.permissions_changed_elsewhere(),
+                Control::Outbox(dest) => {
+                    if let Some(link) = app.federation() {
+                        link.outbox.wake_here(&dest);
+                    }
+                }
+                Control::Resync => {}
+            }
+        }));
+    }
     if let Some(link) = app.federation() {
         link.federation.serve(app.clone());
         tracing::info!(address = %link.federation.local_addr(), "federation endpoint ready");
@@ -254,6 +299,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             link.outbox.stopped(DRAIN_TIMEOUT).await;
             link.federation.shutdown().await;
         }
+        if let Some(c) = app_for_shutdown.cluster() {
+            c.leave().await;
+        }
         store.close().await;
         drop(lock);
         tracing::info!("mobium homeserver stopped");
@@ -280,6 +328,7 @@ async fn start_federation(
     keypair: &Keypair,
     store: &storage::SharedStore,
     hub: &Arc<Hub>,
+    cluster: Option<Arc<Cluster>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Link> {
     let discovery = DiscoveryConfig {
@@ -308,6 +357,7 @@ async fn start_federation(
         max_frame: mobium_spec::federation::MAX_FRAME_BYTES,
         timestamp_window: Duration::from_millis(mobium_spec::federation::TIMESTAMP_WINDOW_MS),
         request_timeout: Duration::from_secs(10),
+        instance: cluster.as_ref().map_or(0, |c| c.instance),
     };
     let federation = Federation::bind(fed_config)
         .with_context(|| format!("cannot start federation on udp {}", config.fed_bind_addr()))?;
@@ -321,6 +371,7 @@ async fn start_federation(
         notices,
         Duration::from_secs(60),
         shutdown,
+        cluster,
     )
     .await;
     Ok(Link { federation, outbox })

@@ -42,15 +42,45 @@ pub(crate) struct Inner {
     pub request_timeout: Duration,
     pub shutting_down: AtomicBool,
     pub in_flight: InFlight,
-    pub next_txn: AtomicU64,
+    pub txn_ids: TxnIds,
+}
+
+/// Bits of a generated `txn_id` below the millisecond timestamp: the instance, then a counter.
+const TXN_INSTANCE_BITS: u32 = 10;
+const TXN_COUNTER_BITS: u32 = 12;
+
+/// Hands out `txn_id`s unique per origin across restarts and across the instances of one
+/// server (spec `federation.md` §Envelope): `ms << 22 | instance << 12 | counter`, where `ms`
+/// starts at the start time and advances by one every 4096 ids. Ids never repeat as long as a
+/// run hands out fewer than 4096 per millisecond of its uptime on average.
+pub struct TxnIds {
+    start_ms: u64,
+    instance: u64,
+    counter: AtomicU64,
+}
+
+impl TxnIds {
+    pub fn new(start_ms: u64, instance: u16) -> Self {
+        TxnIds {
+            start_ms,
+            instance: u64::from(instance) & ((1 << TXN_INSTANCE_BITS) - 1),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let ms = self.start_ms + (n >> TXN_COUNTER_BITS);
+        (ms << (TXN_INSTANCE_BITS + TXN_COUNTER_BITS))
+            | (self.instance << TXN_COUNTER_BITS)
+            | (n & ((1 << TXN_COUNTER_BITS) - 1))
+    }
 }
 
 impl Inner {
-    /// A fresh `txn_id`: the start time in milliseconds shifted left by 20 bits, plus a counter, so
-    /// ids grow across restarts as long as fewer than a million requests per millisecond of uptime
-    /// were sent.
+    /// A fresh `txn_id` ([`TxnIds`]).
     pub fn next_txn_id(&self) -> u64 {
-        self.next_txn.fetch_add(1, Ordering::Relaxed)
+        self.txn_ids.next()
     }
 }
 
@@ -102,4 +132,30 @@ pub(crate) fn transport_config(max_frame: usize) -> TransportConfig {
         .receive_window(VarInt::from_u32(32 << 20))
         .send_window(32 << 20);
     transport
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TxnIds;
+
+    #[test]
+    fn txn_ids_of_two_instances_started_together_never_meet() {
+        let (a, b) = (
+            TxnIds::new(1_700_000_000_000, 1),
+            TxnIds::new(1_700_000_000_000, 2),
+        );
+        let mut seen = std::collections::HashSet::new();
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let id = a.next();
+            assert!(id > last, "ids of one run increase");
+            last = id;
+            assert!(seen.insert(id));
+            assert!(seen.insert(b.next()));
+        }
+        // A later start of the same instance begins above what the first run handed out in
+        // its first 10,000 ids (fewer than 4096 per millisecond of uptime).
+        let restart = TxnIds::new(1_700_000_000_003, 1);
+        assert!(restart.next() > last);
+    }
 }

@@ -8,7 +8,7 @@ use mobium_client_api::server::{ParseIpNetError, TrustedProxies};
 use mobium_spec::ServerName;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{MAX_SECONDS, PeerSetting, Registration, WellKnown};
+use super::{MAX_SECONDS, PeerSetting, Registration, ServerType, WellKnown};
 
 /// A value as written, before it is checked.
 enum Raw {
@@ -168,6 +168,39 @@ pub(super) fn database_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Str
             };
             Err(format!("expected {WHAT}, got {shown:?}"))
         }
+    })
+}
+
+pub(super) fn server_type<'de, D: Deserializer<'de>>(d: D) -> Result<ServerType, D::Error> {
+    with(d, |raw| match raw {
+        Raw::Str(s) if s.trim().eq_ignore_ascii_case("community") => Ok(ServerType::Community),
+        Raw::Str(s) if s.trim().eq_ignore_ascii_case("managed") => Ok(ServerType::Managed),
+        _ => Err(format!("expected one of community, managed, got {raw}")),
+    })
+}
+
+pub(super) fn nats_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    with(d, |raw| {
+        const WHAT: &str = "a URL starting with nats:// or tls://";
+        let s = text(raw, WHAT)?.trim();
+        if s.is_empty() {
+            Ok(None)
+        } else if s.starts_with("nats://") || s.starts_with("tls://") {
+            Ok(Some(s.to_owned()))
+        } else {
+            let shown = match s.split_once(':') {
+                Some((scheme, _)) => format!("{scheme}:..."),
+                None => s.to_owned(),
+            };
+            Err(format!("expected {WHAT}, got {shown:?}"))
+        }
+    })
+}
+
+pub(super) fn instance_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    with(d, |raw| match raw {
+        Raw::Str(s) if s.trim().is_empty() => Ok(None),
+        _ => int(raw, "an integer", 0, 1023).map(Some),
     })
 }
 

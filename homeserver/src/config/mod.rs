@@ -105,6 +105,21 @@ pub struct Config {
     /// [`data_dir`](Self::data_dir): use [`Config::database_url()`] for the effective URL.
     #[serde(deserialize_with = "field::database_url")]
     pub database_url: Option<String>,
+    /// Which tier this server is (`SC_SERVER_TYPE`, default [`ServerType::Community`]).
+    #[serde(deserialize_with = "field::server_type")]
+    pub server_type: ServerType,
+    /// NATS server for live events between the instances of a managed server (`SC_NATS_URL`,
+    /// e.g. `nats://127.0.0.1:4222`); required when managed.
+    #[serde(deserialize_with = "field::nats_url")]
+    pub nats_url: Option<String>,
+    /// This instance's id in a managed cluster, 0-1023 (`SC_INSTANCE_ID`); `None` leases a free
+    /// one from PostgreSQL at start-up.
+    #[serde(deserialize_with = "field::instance_id")]
+    pub instance_id: Option<u16>,
+    /// The server key file (`SC_SERVER_KEY_FILE`); `None` means `<data_dir>/server.key`. Every
+    /// instance of a managed server is given the same file.
+    #[serde(deserialize_with = "field::path")]
+    pub server_key_file: Option<PathBuf>,
     /// PEM certificate chain (`SC_TLS_CERT`); set together with [`tls_key`](Self::tls_key).
     #[serde(deserialize_with = "field::path")]
     pub tls_cert: Option<PathBuf>,
@@ -221,6 +236,10 @@ impl Default for Config {
             server_name: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            server_type: ServerType::Community,
+            nats_url: None,
+            instance_id: None,
+            server_key_file: None,
             tls_cert: None,
             tls_key: None,
             require_tls: false,
@@ -259,6 +278,10 @@ impl fmt::Debug for Config {
             server_name,
             data_dir,
             database_url,
+            server_type,
+            nats_url,
+            instance_id,
+            server_key_file,
             tls_cert,
             tls_key,
             require_tls,
@@ -291,6 +314,10 @@ impl fmt::Debug for Config {
             .field("server_name", server_name)
             .field("data_dir", data_dir)
             .field("database_url", &database_url.as_deref().map(redact_url))
+            .field("server_type", server_type)
+            .field("nats_url", &nats_url.as_deref().map(redact_url))
+            .field("instance_id", instance_id)
+            .field("server_key_file", server_key_file)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("require_tls", require_tls)
@@ -387,6 +414,19 @@ impl Config {
         Duration::from_secs(self.auth_timeout)
     }
 
+    /// The server key file: [`server_key_file`](Self::server_key_file) or
+    /// `<data_dir>/server.key`.
+    pub fn server_key_path(&self) -> PathBuf {
+        self.server_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("server.key"))
+    }
+
+    /// Whether this is an instance of a managed server.
+    pub fn is_managed(&self) -> bool {
+        self.server_type == ServerType::Managed
+    }
+
     /// Rules that involve more than one setting.
     fn check_consistency(&self) -> Result<(), ConfigError> {
         let inconsistent = |message: &str| {
@@ -394,6 +434,36 @@ impl Config {
                 message: message.to_owned(),
             })
         };
+        if self.is_managed() {
+            let postgres = self
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+            if !postgres {
+                return inconsistent(
+                    "SC_SERVER_TYPE (server_type) is managed, which needs PostgreSQL: set \
+                     SC_DATABASE_URL to a postgres:// URL (every instance shares it; SQLite is one \
+                     process's file)",
+                );
+            }
+            if self.nats_url.is_none() {
+                return inconsistent(
+                    "SC_SERVER_TYPE (server_type) is managed, which needs NATS between its \
+                     instances: set SC_NATS_URL (e.g. nats://127.0.0.1:4222)",
+                );
+            }
+            if self.server_name.is_none() {
+                return inconsistent(
+                    "SC_SERVER_TYPE (server_type) is managed: set SC_SERVER_NAME, the one name \
+                     every instance serves",
+                );
+            }
+        } else if self.instance_id.is_some() {
+            return inconsistent(
+                "SC_INSTANCE_ID (instance_id) is set but SC_SERVER_TYPE (server_type) is not \
+                 managed; only the instances of a managed server have ids",
+            );
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 return inconsistent(
@@ -413,6 +483,27 @@ impl Config {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Which tier a server is (`SC_SERVER_TYPE`): one process of a community, or one of the
+/// instances of a managed server (PostgreSQL shared, NATS between them, one name and key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ServerType {
+    /// A self-hosted server: one process.
+    #[default]
+    Community,
+    /// An instance of a managed server.
+    Managed,
+}
+
+impl ServerType {
+    /// The setting's text (and `/v1/info`'s `server_type`): `community` or `managed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerType::Community => "community",
+            ServerType::Managed => "managed",
+        }
     }
 }
 

@@ -63,6 +63,29 @@ pub const SETTINGS: &[Setting] = &[
         "sqlite:..., postgres://user:pass@host:port/db or postgresql://...",
     ),
     s(
+        "server_type",
+        "community",
+        "community (one process) or managed (one of several instances sharing PostgreSQL, with \
+         NATS between them, serving one name and key)",
+    ),
+    s(
+        "nats_url",
+        "unset",
+        "NATS URL for live events between a managed server's instances, e.g. \
+         nats://127.0.0.1:4222; required when managed",
+    ),
+    s(
+        "instance_id",
+        "leased",
+        "A managed instance's id, 0-1023, unique in the cluster; unset leases a free one from \
+         PostgreSQL",
+    ),
+    s(
+        "server_key_file",
+        "<data_dir>/server.key",
+        "The server's Ed25519 key file; every instance of a managed server is given the same one",
+    ),
+    s(
         "tls_cert",
         "unset",
         "PEM certificate chain; set together with tls_key",

@@ -22,7 +22,7 @@ use mobium_spec::{ChannelId, ServerName, UserId};
 
 use super::{App, DomainError, now_ms, perms, remote};
 use crate::storage::{
-    ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError, Write,
+    ChannelLock, ChannelRow, ClientTxn, HostedChange, MessageRow, OutboxItem, StoreError, Write,
 };
 use crate::writer::After;
 
@@ -31,14 +31,36 @@ use crate::writer::After;
 pub(crate) struct ChannelOrder {
     channel: ChannelId,
     _guard: tokio::sync::OwnedMutexGuard<()>,
+    /// On a managed server, the lock across instances, with the channel's last `seq`.
+    shared: Option<ChannelLock>,
 }
 
 impl ChannelOrder {
-    pub(super) fn new(channel: ChannelId, guard: tokio::sync::OwnedMutexGuard<()>) -> Self {
+    pub(super) fn new(
+        channel: ChannelId,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        shared: Option<ChannelLock>,
+    ) -> Self {
         ChannelOrder {
             channel,
             _guard: guard,
+            shared,
         }
+    }
+
+    /// The `seq` for the next hosted event: a fresh time-ordered id, and on a managed server
+    /// above the last one any instance committed (clocks of instances may differ).
+    fn next_seq(&self, app: &App) -> u64 {
+        let fresh = app.next_id().get();
+        match &self.shared {
+            Some(l) => fresh.max(l.last_seq.saturating_add(1)),
+            None => fresh,
+        }
+    }
+
+    /// What the hosted write records as the channel's last `seq` (managed servers only).
+    fn record(&self, seq: u64) -> Option<(ChannelId, u64)> {
+        self.shared.as_ref().map(|_| (self.channel.clone(), seq))
     }
 }
 
@@ -192,11 +214,12 @@ pub(crate) async fn commit(
         return Ok(None);
     };
     let before = audience_before(app, ch, &body).await?;
-    let (dests, seq, items) = announce(app, ch, &body, also).await?;
+    let (dests, seq, items) = announce(app, order, ch, &body, also).await?;
     let write = Write::Hosted {
         change,
         items,
         txn: txn.cloned(),
+        order: order.record(seq),
     };
     let done = app.timed(app.writer.write(write)).await?;
     if !done {
@@ -212,7 +235,8 @@ pub(crate) async fn commit(
 /// connection's `entry` are let go, so the next message is authorized and handed in while this
 /// one waits for its commit. The writer delivers its event right after the commit, in order. A
 /// message changes nothing a later authorization reads, which is why only messages do this:
-/// every other change holds the lock until it committed.
+/// every other change holds the lock until it committed. On a managed server the lock is held
+/// until the commit too: the next change may be another instance's, which must see this `seq`.
 pub(crate) async fn commit_message(
     app: &App,
     order: ChannelOrder,
@@ -230,7 +254,7 @@ pub(crate) async fn commit_message(
     let Some(change) = stored(&ch.id, &body) else {
         return Ok(None);
     };
-    let (dests, seq, items) = announce(app, ch, &body, None).await?;
+    let (dests, seq, items) = announce(app, &order, ch, &body, None).await?;
     let local: Vec<_> = perms::viewers(app, ch)
         .await?
         .iter()
@@ -244,13 +268,23 @@ pub(crate) async fn commit_message(
         }
     });
     let start = std::time::Instant::now();
-    let pending = app
-        .writer
-        .submit(Write::Hosted { change, items, txn }, Some(deliver))
-        .await?;
-    drop(order);
+    let write = Write::Hosted {
+        change,
+        items,
+        txn,
+        order: order.record(seq),
+    };
+    let pending = app.writer.submit(write, Some(deliver)).await?;
+    let order = match order.shared {
+        None => {
+            drop(order);
+            None
+        }
+        Some(_) => Some(order),
+    };
     entry.entered();
     let done = pending.outcome().await;
+    drop(order);
     app.metrics.db_latency(start.elapsed());
     if !done? {
         return Ok(None);
@@ -263,6 +297,7 @@ pub(crate) async fn commit_message(
 /// event's `seq` and its outbox items (none when federation is off).
 async fn announce(
     app: &App,
+    order: &ChannelOrder,
     ch: &ChannelRow,
     body: &HostedBody,
     also: Option<&ServerName>,
@@ -276,7 +311,7 @@ async fn announce(
     if !dests.is_empty() && app.federation().is_none() {
         tracing::warn!(channel = %ch.id, "channel has remote members but federation is disabled");
     }
-    let seq = app.next_id().get();
+    let seq = order.next_seq(app);
     let items = if app.federation().is_some() {
         let event = FedEvent::Hosted(HostedEvent {
             channel: ch.id.clone(),
@@ -327,7 +362,7 @@ async fn settle(
     before: Vec<UserId>,
 ) -> Result<(), DomainError> {
     if changes_membership(body) {
-        app.cache.clear();
+        app.invalidate_permissions();
     }
     let Some(event) = client_event(&ch.id, body) else {
         return Ok(());

@@ -47,7 +47,7 @@ pub(super) async fn create(app: &App, me: &UserId, r: ChannelCreate) -> Handled 
         created_at: now_ms(),
     };
     app.store.channel_create(&row).await?;
-    app.cache.clear();
+    app.invalidate_permissions();
     tracing::info!(channel = %id, owner = %me, "channel created");
     Ok(Response::ChannelCreated(ChannelCreated { channel: id }))
 }
@@ -59,7 +59,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: ChannelUpdate) -> Handled 
     }
     let ch = perms::channel(app, &r.channel).await?;
     perms::require_hosted(app, &ch)?;
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     perms::require(app, &ch, me, Permissions::MANAGE_CHANNEL).await?;
     let body = HostedBody::MetadataUpdated {
         metadata: r.metadata,
@@ -209,7 +209,7 @@ pub(super) async fn join(app: &App, me: &UserId, r: ChannelJoin) -> Handled {
     if app.store.channel_last_seq(&row.id).await? < seq {
         app.store.channel_set_last_seq(&row.id, seq).await?;
     }
-    app.cache.clear();
+    app.invalidate_permissions();
     tracing::info!(channel = %row.id, user = %me, "joined a channel on another server");
     Ok(Response::Joined(info))
 }
@@ -227,7 +227,7 @@ pub(crate) async fn join_hosted(
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::InviteInvalid, "no such invite"))?;
     let ch = perms::channel(app, &invite.channel).await?;
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     if app.store.is_banned(&ch.id, user).await? {
         return Err(err(ErrorCode::Banned, "you are banned from this channel"));
     }

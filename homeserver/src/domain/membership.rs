@@ -39,7 +39,7 @@ pub(super) async fn leave(app: &App, me: &UserId, r: ChannelRef) -> Handled {
         return Err(err(ErrorCode::NotFound, "no such channel"));
     }
     if app.hosts(&ch.id) {
-        let order = app.channel_lock(&ch.id).await;
+        let order = app.channel_lock(&ch.id).await?;
         depart(app, &order, &ch, me, LeaveReason::Left).await?;
     } else {
         // Leave the replica now; the host learns it through the outbox.
@@ -63,7 +63,7 @@ pub(super) async fn remove(app: &App, me: &UserId, r: MemberRef, ban: bool) -> H
     } else {
         Permissions::KICK
     };
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     perms::require(app, &ch, me, needed).await?;
     // Oneself first: an owner naming itself is told how to leave, not that owners stay.
     if r.user == *me {

@@ -101,7 +101,7 @@ pub(crate) async fn send_hosted(
     entry: &Entry,
 ) -> Result<Option<MessageSent>, DomainError> {
     app.check_message(&new.ciphertext)?;
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     perms::require(app, ch, &new.sender, Permissions::SEND).await?;
     let origin_id = new.origin_id;
     let message = ChannelMessage {
@@ -204,7 +204,7 @@ pub(crate) async fn edit_hosted(
     ciphertext: Vec<u8>,
 ) -> Result<(), DomainError> {
     app.check_message(&ciphertext)?;
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     may_change(app, ch, editor, id).await?;
     let body = HostedBody::Edited {
         id,
@@ -225,7 +225,7 @@ pub(crate) async fn delete_hosted(
     deleter: &UserId,
     id: MessageId,
 ) -> Result<(), DomainError> {
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     may_change(app, ch, deleter, id).await?;
     let body = HostedBody::Deleted {
         id,

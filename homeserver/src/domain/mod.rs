@@ -37,6 +37,7 @@ use mobium_spec::{
     ErrorCode, Keypair, MessageId, MessageIdGenerator, PublicKey, ServerName, UserId,
 };
 
+use crate::cluster::Cluster;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 pub use crate::now_ms;
@@ -103,6 +104,8 @@ pub struct App {
     pub(crate) writer: Writer,
     cache: perms::PermCache,
     fed: Option<Link>,
+    /// On a managed server: this instance's part of the cluster.
+    cluster: Option<Arc<Cluster>>,
     channel_locks:
         Mutex<std::collections::HashMap<mobium_spec::ChannelId, Arc<tokio::sync::Mutex<()>>>>,
     /// This state itself, for tasks that outlive a request (a session's grace period); weak, so
@@ -120,7 +123,9 @@ impl App {
         limiter: Arc<ConnectionLimiter>,
         hub: Arc<Hub>,
         link: Option<Link>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Arc<Self> {
+        let node = cluster.as_ref().map_or(0, |c| c.instance);
         Arc::new_cyclic(|me| App {
             me: me.clone(),
             rate: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
@@ -132,9 +137,10 @@ impl App {
             hub,
             metrics: Metrics::default(),
             limiter,
-            ids: Mutex::new(MessageIdGenerator::new(0)),
+            ids: Mutex::new(MessageIdGenerator::new(node)),
             cache: perms::PermCache::default(),
             fed: link,
+            cluster,
             channel_locks: Mutex::default(),
         })
     }
@@ -163,8 +169,13 @@ impl App {
     }
 
     /// Serializes changes to one hosted channel, so the order of ids, commits, local
-    /// deliveries and federation events is the same (the host orders every event).
-    pub(crate) async fn channel_lock(&self, channel: &mobium_spec::ChannelId) -> ChannelOrder {
+    /// deliveries and federation events is the same (the host orders every event). On a
+    /// managed server the lock is also taken in PostgreSQL, across every instance; cached
+    /// permissions are dropped when another instance changed any since this one last looked.
+    pub(crate) async fn channel_lock(
+        &self,
+        channel: &mobium_spec::ChannelId,
+    ) -> Result<ChannelOrder, DomainError> {
         let lock = self
             .channel_locks
             .lock()
@@ -172,7 +183,37 @@ impl App {
             .entry(channel.clone())
             .or_default()
             .clone();
-        ChannelOrder::new(channel.clone(), lock.lock_owned().await)
+        let local = lock.lock_owned().await;
+        let shared = match &self.cluster {
+            None => None,
+            Some(c) => {
+                let (held, stale) = c.channel_lock(channel).await?;
+                if stale {
+                    self.cache.clear();
+                }
+                Some(held)
+            }
+        };
+        Ok(ChannelOrder::new(channel.clone(), local, shared))
+    }
+
+    /// The status others see of local user `key`: from their session here, or on a managed
+    /// server from one on another instance.
+    pub async fn visible_status(&self, key: &PublicKey) -> mobium_spec::client::PresenceStatus {
+        use mobium_spec::client::PresenceStatus;
+        let here = self.hub.visible_status(key);
+        match &self.cluster {
+            Some(c) if here == PresenceStatus::Offline && !self.hub.is_online(key) => c
+                .status_elsewhere(key)
+                .await
+                .unwrap_or(PresenceStatus::Offline),
+            _ => here,
+        }
+    }
+
+    /// This instance's part of the cluster, on a managed server.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The federation link (`None` when federation is disabled).
@@ -205,8 +246,17 @@ impl App {
         self.check_size(ciphertext)
     }
 
-    /// Drops cached permissions after an out-of-band change (the admin API).
+    /// Drops cached permissions after a change to them (here, and on a managed server's other
+    /// instances).
     pub fn invalidate_permissions(&self) {
+        self.cache.clear();
+        if let Some(c) = &self.cluster {
+            c.permissions_changed();
+        }
+    }
+
+    /// Drops cached permissions after another instance changed them.
+    pub fn permissions_changed_elsewhere(&self) {
         self.cache.clear();
     }
 

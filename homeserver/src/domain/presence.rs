@@ -64,6 +64,9 @@ pub(super) async fn broadcast(app: &App, user: &UserId, status: PresenceStatus) 
 /// `presence_set`: the caller's status, told to everyone who shares a channel with them.
 pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
     if let Some(visible) = app.hub.set_status(&me.key, r.status) {
+        if let Some(c) = app.cluster() {
+            c.status_chosen(&me.key, r.status).await;
+        }
         broadcast(app, me, visible).await;
     }
     Ok(Response::Ok)
@@ -72,15 +75,17 @@ pub(super) async fn set(app: &App, me: &UserId, r: PresenceSet) -> Handled {
 /// `presence_list`: the status of everyone the caller shares a channel with.
 pub(super) async fn list(app: &App, me: &UserId) -> Handled {
     // Presence of users on other servers arrives as ephemeral events and is not kept.
-    let entries = co_members(app, me)
+    let mut entries = Vec::new();
+    for u in co_members(app, me)
         .await?
         .into_iter()
         .filter(|u| app.is_local(u))
-        .map(|u| PresenceEntry {
-            status: app.hub.visible_status(&u.key),
+    {
+        entries.push(PresenceEntry {
+            status: app.visible_status(&u.key).await,
             user: u,
-        })
-        .collect();
+        });
+    }
     Ok(Response::Presences(Presences { entries }))
 }
 

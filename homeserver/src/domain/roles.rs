@@ -80,7 +80,7 @@ pub(super) async fn update(app: &App, me: &UserId, r: RoleUpdate) -> Handled {
         .role_update(r.role, r.name.as_deref(), r.permissions.map(|p| p.0))
         .await?
         .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
-    app.cache.clear();
+    app.invalidate_permissions();
     Ok(Response::Role(role(updated)))
 }
 
@@ -99,7 +99,7 @@ pub(super) async fn delete(app: &App, me: &UserId, r: RoleRef) -> Handled {
         .ok_or_else(|| err::<DomainError>(ErrorCode::NotFound, "no such role"))?;
     may_manage(app, me, Permissions(current.permissions)).await?;
     app.store.role_delete(r.role).await?;
-    app.cache.clear();
+    app.invalidate_permissions();
     Ok(Response::Ok)
 }
 
@@ -128,7 +128,7 @@ pub(super) async fn grant(app: &App, me: &UserId, r: RoleGrant, give: bool) -> H
     } else if !app.store.role_revoke(&r.user, r.role).await? {
         return Err(err(ErrorCode::NotFound, "the user does not hold this role"));
     }
-    app.cache.clear();
+    app.invalidate_permissions();
     Ok(Response::Ok)
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn override_set(app: &App, me: &UserId, r: OverrideSet) -> Hand
         deny: r.deny.0,
     };
     app.store.override_set(&ch.id, &row).await?;
-    app.cache.clear();
+    app.invalidate_permissions();
     Ok(Response::Ok)
 }
 
@@ -173,6 +173,6 @@ pub(super) async fn override_clear(app: &App, me: &UserId, r: OverrideClear) -> 
     if !app.store.override_clear(&ch.id, &target(r.target)).await? {
         return Err(err(ErrorCode::NotFound, "no such override"));
     }
-    app.cache.clear();
+    app.invalidate_permissions();
     Ok(Response::Ok)
 }

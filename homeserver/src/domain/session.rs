@@ -60,7 +60,20 @@ pub(crate) async fn authenticate(
         .await?
         .len();
     if first {
-        presence::broadcast(app, &me, app.hub.visible_status(&auth.user)).await;
+        // On a managed server the user may be online on another instance already: then the
+        // others see no change, and no one is told.
+        let elsewhere = match app.cluster() {
+            Some(c) => {
+                // Subscribed before `authed`, so no event published after it is missed.
+                c.bus().settled().await;
+                c.session_started(&auth.user, None).await;
+                c.status_elsewhere(&auth.user).await
+            }
+            None => None,
+        };
+        if elsewhere.is_none() {
+            presence::broadcast(app, &me, app.hub.visible_status(&auth.user)).await;
+        }
     }
     Ok(Authed {
         user_id: me,
@@ -173,9 +186,16 @@ pub(crate) async fn disconnected(app: &App, conn: &Connection, user: &PublicKey)
     }
 }
 
-/// The session is over: the rate limiter forgets the user, and the others see them offline.
+/// The session is over: the rate limiter forgets the user, and the others see them offline
+/// (unless, on a managed server, they still have a session on another instance).
 async fn session_ended(app: &App, user: &PublicKey) {
     app.rate.forget(user);
+    if let Some(c) = app.cluster() {
+        c.session_ended(user).await;
+        if c.status_elsewhere(user).await.is_some() {
+            return;
+        }
+    }
     let me = app.local_user(user);
     presence::broadcast(app, &me, PresenceStatus::Offline).await;
 }

@@ -33,6 +33,15 @@ pub(super) async fn apply(app: &App, origin: &ServerName, h: HostedEvent) -> Out
         }
         Err(e) => return e.into(),
     }
+    // On a managed server another instance may be applying this channel's events too (a
+    // retried delivery that reached it): one at a time, so `seq` order holds across them.
+    let _order = match app.cluster() {
+        Some(_) => match app.channel_lock(&h.channel).await {
+            Ok(order) => Some(order),
+            Err(e) => return e.into(),
+        },
+        None => None,
+    };
     let last = match app.store.channel_last_seq(&h.channel).await {
         Ok(s) => s,
         Err(e) => return e.into(),

@@ -299,7 +299,7 @@ async fn channel_delete(
 async fn channel_leave(app: &App, origin: &ServerName, l: ChannelLeave) -> Result<(), DomainError> {
     from_origin(origin, &l.user)?;
     let ch = hosted_channel(app, &l.channel).await?;
-    let order = app.channel_lock(&ch.id).await;
+    let order = app.channel_lock(&ch.id).await?;
     match crate::domain::depart(app, &order, &ch, &l.user, LeaveReason::Left).await {
         Ok(()) => Ok(()),
         // Already gone: a retried delivery.

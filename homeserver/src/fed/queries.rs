@@ -39,7 +39,7 @@ pub(super) async fn answer(
                 return Err(err(ErrorCode::NotFound, "no such user on this server"));
             }
             Ok(QueryResult::Profile {
-                presence: app.hub.visible_status(&user.key),
+                presence: app.visible_status(&user.key).await,
                 user,
             })
         }

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use mobium_spec::PROTOCOL_VERSION;
 use serde::Serialize;
 
+use crate::config::ServerType;
 use crate::domain::{App, now_ms};
 use crate::storage::META_HEALTH_PROBE;
 
@@ -68,7 +69,10 @@ async fn info(State(s): State<HttpState>) -> Json<Info> {
     Json(Info {
         name: s.app.server_name.to_string(),
         protocol_version: PROTOCOL_VERSION,
-        server_type: "community",
+        server_type: match s.app.cluster() {
+            Some(_) => ServerType::Managed.as_str(),
+            None => ServerType::Community.as_str(),
+        },
         capabilities: vec!["dm", "channels", "roles", "presence"],
         server_key: s.app.keypair.public().to_string(),
         software: format!("mobium {}", env!("CARGO_PKG_VERSION")),

@@ -13,6 +13,12 @@
 //! - deferred (backpressure, e.g. the recipient's queue is full): kept, and held back (with every
 //!   later to-device message for the same recipient, so its order stays) until the peer's
 //!   `retry_after_ms` has passed. Events for other recipients keep flowing meanwhile.
+//!
+//! On a managed server every instance runs workers, but a worker delivers only while its
+//! instance holds the destination's lease ([`Cluster::hold_outbox`]), so the peer sees one
+//! ordered stream; the others look again every [`LEASE_POLL`] and take over once a holder's
+//! lease ran out. Events queued on an instance that does not hold the lease wake the holder
+//! through the bus.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,8 +33,14 @@ use mobium_spec::{MessageId, ServerName, UserId};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, OUTBOX_LEASE_TTL};
 use crate::hub::Hub;
 use crate::storage::{DirectFailureRow, SharedStore};
+
+/// How often a worker of a managed instance looks again at a destination it does not hold the
+/// lease of (or, holding it, at an idle one: events queued elsewhere may have had their bus
+/// notice lost).
+const LEASE_POLL: Duration = Duration::from_secs(1);
 
 /// Encoded events per transaction, leaving room in the 4 MiB frame for the envelope.
 const BATCH_BYTES: usize = mobium_spec::federation::MAX_FRAME_BYTES - 64 * 1024;
@@ -59,6 +71,17 @@ struct Worker {
     work: Notify,
     /// Retry now, even while backing off (the peer connected to us).
     kick: Notify,
+    /// On a managed server: until when this instance surely holds the destination's lease.
+    held_until: Mutex<Option<Instant>>,
+}
+
+impl Worker {
+    fn holds(&self) -> bool {
+        self.held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t > Instant::now())
+    }
 }
 
 /// What the outbox needs to tell a local user that a peer refused their message for good.
@@ -79,6 +102,8 @@ pub struct Outbox {
     tasks: Mutex<tokio::task::JoinSet<()>>,
     backoff_cap: Duration,
     shutdown: watch::Receiver<bool>,
+    /// On a managed server, the cluster whose leases decide who delivers.
+    cluster: Option<Arc<Cluster>>,
     me: Weak<Outbox>,
 }
 
@@ -161,6 +186,7 @@ impl Outbox {
         notices: Notices,
         backoff_cap: Duration,
         shutdown: watch::Receiver<bool>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Arc<Outbox> {
         let outbox = Arc::new_cyclic(|me| Outbox {
             store,
@@ -170,6 +196,7 @@ impl Outbox {
             tasks: Mutex::default(),
             backoff_cap,
             shutdown,
+            cluster,
             me: me.clone(),
         });
         match outbox.store.outbox_destinations().await {
@@ -191,6 +218,7 @@ impl Outbox {
         let w = Arc::new(Worker {
             work: Notify::new(),
             kick: Notify::new(),
+            held_until: Mutex::new(None),
         });
         workers.insert(dest.clone(), w.clone());
         if let Some(me) = self.me.upgrade() {
@@ -214,9 +242,48 @@ impl Outbox {
         }
     }
 
-    /// New events for `dest` were committed.
+    /// New events for `dest` were committed (on a managed server: by this instance, so the
+    /// lease holder is told if it is another).
     pub fn wake(&self, dest: &ServerName) {
+        let w = self.worker(dest);
+        w.work.notify_one();
+        if let Some(c) = &self.cluster
+            && !w.holds()
+        {
+            c.outbox_queued(dest);
+        }
+    }
+
+    /// Another instance committed events for `dest`: look now, if this instance holds its lease.
+    pub fn wake_here(&self, dest: &ServerName) {
         self.worker(dest).work.notify_one();
+    }
+
+    /// On a managed server, whether this worker may deliver now: takes or renews the lease when
+    /// less than half of it is left. Always `true` elsewhere.
+    async fn hold(&self, dest: &ServerName, w: &Worker) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let now = Instant::now();
+        let fresh = w
+            .held_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t > now + OUTBOX_LEASE_TTL / 2);
+        if fresh {
+            return true;
+        }
+        let held = cluster.hold_outbox(dest).await;
+        let was = std::mem::replace(
+            &mut *w.held_until.lock().unwrap_or_else(|p| p.into_inner()),
+            // Counted from before the request, so the local view never outlasts the lease.
+            held.then_some(now + OUTBOX_LEASE_TTL),
+        );
+        if held && was.is_none() {
+            tracing::info!(destination = %dest, instance = cluster.instance, "delivering this destination's outbox (lease taken)");
+        }
+        held
     }
 
     /// `dest` connected to us: retry at once even if backing off.
@@ -247,14 +314,28 @@ impl Outbox {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
             }
+            if !self.hold(&dest, &w).await {
+                tokio::select! {
+                    _ = tokio::time::sleep(LEASE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             match self.deliver_batch(&dest, &mut holds).await {
                 Ok(Progress::Sent) => {
                     backoff = BACKOFF_START;
                 }
                 Ok(Progress::Idle) => {
                     backoff = BACKOFF_START;
+                    let poll = async {
+                        match self.cluster {
+                            Some(_) => tokio::time::sleep(LEASE_POLL).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = w.work.notified() => {}
+                        _ = poll => {}
                         _ = shutdown.changed() => {}
                     }
                 }

@@ -17,11 +17,14 @@
 //! 2095, so SQL ordering matches id ordering. User ids are stored in their canonical text form
 //! (`pubkey@server`) so remote users can be members too.
 
+mod cluster;
 mod codec;
 pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
+
+pub use cluster::{ChannelLock, ClusterStore, RemoteSession};
 
 use mobium_spec::client::{KeysCount, Prekey, PrekeyKind};
 use mobium_spec::{ChannelId, MessageId, PublicKey, ServerName, UserId};
@@ -318,6 +321,10 @@ pub enum Write {
         items: Vec<OutboxItem>,
         /// The send's client transaction id.
         txn: Option<ClientTxn>,
+        /// The hosted event's `seq`, recorded as the channel's `last_seq` (a managed server's
+        /// instances continue after it); `None` records nothing. A `seq` not above the
+        /// recorded one is `Conflict`, and nothing is written.
+        order: Option<(ChannelId, u64)>,
     },
 }
 
@@ -524,8 +531,10 @@ pub trait Store: Send + Sync + 'static {
     async fn channel_put(&self, row: &ChannelRow) -> StoreResult<()>;
     /// The last hosted-event `seq` applied for a replicated channel (0 if none).
     async fn channel_last_seq(&self, channel: &ChannelId) -> StoreResult<u64>;
-    /// Records the last applied `seq`. The channel must be stored (`channel_put`) first; for an
-    /// unknown channel this fails with a `Database` error (a foreign key).
+    /// Records the last applied `seq` (a lower one than recorded changes nothing, so two
+    /// instances applying retried deliveries never move it back). The channel must be stored
+    /// (`channel_put`) first; for an unknown channel this fails with a `Database` error (a
+    /// foreign key).
     async fn channel_set_last_seq(&self, channel: &ChannelId, seq: u64) -> StoreResult<()>;
 
     // ---- federation: outbox ----
@@ -551,6 +560,7 @@ pub trait Store: Send + Sync + 'static {
             change: change.clone(),
             items: items.to_vec(),
             txn: None,
+            order: None,
         };
         self.commit_one(write, now).await
     }
@@ -636,6 +646,8 @@ pub trait Store: Send + Sync + 'static {
 
 /// The `server_meta` key of the server name the database was created under.
 pub const META_SERVER_NAME: &str = "server_name";
+/// The server key a managed server's instances serve (`server_meta` key).
+pub const META_SERVER_KEY: &str = "server_key";
 
 /// The `server_meta` key `/health` rewrites to prove that writes succeed.
 pub const META_HEALTH_PROBE: &str = "health_probe";
@@ -650,6 +662,13 @@ pub async fn open(url: &str) -> StoreResult<SharedStore> {
     } else {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
     }
+}
+
+/// Opens the PostgreSQL database a managed server's instances share: the store, and the same
+/// database as the [`ClusterStore`].
+pub async fn open_cluster(url: &str) -> StoreResult<(SharedStore, Arc<dyn ClusterStore>)> {
+    let pg = Arc::new(postgres::PgStore::connect(url).await?);
+    Ok((pg.clone(), pg))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod channels;
 mod client_cli;
+mod cluster;
 mod deploy;
 mod direct;
 mod durability;

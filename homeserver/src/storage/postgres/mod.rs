@@ -20,6 +20,8 @@
 #[path = "../sql/mod.rs"]
 mod sql;
 
+mod cluster;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -43,10 +45,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// during which a client or `/health` hears nothing).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most connections holding channel order locks at once (a managed server's instances hold one
+/// per channel being changed, until the change committed). A pool of their own, opened lazily:
+/// a community server never uses it.
+const MAX_LOCK_CONNECTIONS: u32 = 16;
+
 /// A store in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Transactions holding channel order locks ([`ClusterStore::channel_lock`](super::ClusterStore::channel_lock)).
+    locks: PgPool,
 }
 
 impl PgStore {
@@ -85,10 +94,15 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        let locks = PgPoolOptions::new()
+            .max_connections(MAX_LOCK_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool, locks })
     }
 }
 

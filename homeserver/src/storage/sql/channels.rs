@@ -13,7 +13,7 @@ use mobium_spec::{ChannelId, UserId};
 
 use super::{Executor, Pool, begin_write};
 use crate::storage::codec::{self, ChannelTuple, InviteTuple, MemberTuple, sql_u64};
-use crate::storage::{ChannelRow, InviteRow, InviteUse, StoreResult};
+use crate::storage::{ChannelRow, InviteRow, InviteUse, StoreError, StoreResult};
 
 pub(super) async fn channel_create(pool: &Pool, row: &ChannelRow) -> StoreResult<()> {
     let id = row.id.to_string();
@@ -56,6 +56,26 @@ pub(super) async fn channel_set_metadata(
         .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records `seq` as the hosted channel's last issued `seq`; `Conflict` unless it is above the
+/// recorded one (or the channel is not stored).
+pub(super) async fn record_last_seq(
+    db: impl Executor<'_>,
+    id: &ChannelId,
+    seq: u64,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE channels SET last_seq = $1 WHERE id = $2 AND last_seq < $1")
+        .bind(sql_u64(seq))
+        .bind(id.to_string())
+        .execute(db)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(
+            "a hosted event's seq is not above the channel's last",
+        ));
+    }
+    Ok(())
 }
 
 pub(super) async fn channels_of(pool: &Pool, user: &UserId) -> StoreResult<Vec<ChannelRow>> {

@@ -57,7 +57,8 @@ pub(super) async fn channel_set_last_seq(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO channel_replicas (channel, last_seq) VALUES ($1, $2) \
-         ON CONFLICT (channel) DO UPDATE SET last_seq = excluded.last_seq",
+         ON CONFLICT (channel) DO UPDATE SET last_seq = excluded.last_seq \
+         WHERE excluded.last_seq > channel_replicas.last_seq",
     )
     .bind(channel.to_string())
     .bind(sql_u64(seq))
@@ -148,7 +149,12 @@ async fn one(
             }
             Ok((Ok(fresh), Undo::No))
         }
-        Write::Hosted { change, items, txn } => {
+        Write::Hosted {
+            change,
+            items,
+            txn,
+            order,
+        } => {
             if let Some(t) = txn
                 && !txns::record(conn, t).await?
             {
@@ -157,6 +163,9 @@ async fn one(
             if !apply(conn, change).await? {
                 let undo = if txn.is_some() { Undo::Yes } else { Undo::No };
                 return Ok((Ok(false), undo));
+            }
+            if let Some((channel, seq)) = order {
+                channels::record_last_seq(&mut *conn, channel, *seq).await?;
             }
             append(conn, items, now).await?;
             Ok((Ok(true), Undo::No))

@@ -20,6 +20,7 @@ pub(super) async fn group_commit_applies_each_write_alone_in_order(h: &mut Harne
         change: HostedChange::Message(relayed(&ch, id, &bob, origin)),
         items: vec![item("a.test", event)],
         txn: t.map(txn),
+        order: None,
     };
     let writes = [
         hosted(1, Some(100), "m1", Some("t1")),
@@ -33,6 +34,7 @@ pub(super) async fn group_commit_applies_each_write_alone_in_order(h: &mut Harne
             },
             items: vec![item("a.test", "no-op")],
             txn: Some(txn("t-no-op")),
+            order: None,
         },
         Write::Outbox {
             items: vec![item("a.test", "d1")],
