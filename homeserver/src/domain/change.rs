@@ -18,7 +18,7 @@ use mobium_spec::client::{
     MessageEdited,
 };
 use mobium_spec::federation::{FedEvent, HostedBody, HostedEvent};
-use mobium_spec::{ChannelId, ServerName, UserId};
+use mobium_spec::{ChannelId, MessageId, ServerName, UserId};
 
 use super::{App, DomainError, now_ms, perms, remote};
 use crate::storage::{
@@ -56,6 +56,13 @@ impl ChannelOrder {
             Some(l) => fresh.max(l.last_seq.saturating_add(1)),
             None => fresh,
         }
+    }
+
+    /// A new message's id: like [`next_seq`](Self::next_seq), so a hosted channel's message ids
+    /// increase in commit order on every instance (a client catching up by id misses nothing).
+    pub(crate) fn next_message_id(&self, app: &App) -> MessageId {
+        // Never zero: a fresh id is not.
+        MessageId::new(self.next_seq(app)).unwrap_or_else(|_| app.next_id())
     }
 
     /// What the hosted write records as the channel's last `seq` (managed servers only).

@@ -106,7 +106,7 @@ pub(crate) async fn send_hosted(
     let origin_id = new.origin_id;
     let message = ChannelMessage {
         channel: ch.id.clone(),
-        id: app.next_id(),
+        id: order.next_message_id(app),
         sender: new.sender,
         ciphertext: new.ciphertext,
         sent_at: now_ms(),

@@ -14,7 +14,7 @@ use crate::federation::{NodeSpec, peers, specs, start_node};
 use crate::support::*;
 
 /// The NATS server the tests use.
-fn nats_url() -> String {
+pub(crate) fn nats_url() -> String {
     std::env::var("MOBIUM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
@@ -32,7 +32,6 @@ async fn require_nats() {
 
 /// The instances of one managed server, sharing one database and one key file.
 pub(crate) struct TestCluster {
-    pub(crate) spec: NodeSpec,
     pub(crate) instances: Vec<TestServer>,
     db: Option<PgDb>,
     _dir: tempfile::TempDir,
@@ -41,9 +40,6 @@ pub(crate) struct TestCluster {
 impl TestCluster {
     pub(crate) async fn stop(mut self) {
         for i in self.instances.drain(..) {
-            if let Some(r) = i.running.as_ref() {
-                let _ = r;
-            }
             i.stop().await;
         }
         if let Some(db) = self.db.take() {
@@ -82,6 +78,16 @@ pub(crate) async fn start_cluster(
     others: &[NodeSpec],
 ) -> Option<TestCluster> {
     require_nats().await;
+    start_cluster_on(n, spec, others, &nats_url()).await
+}
+
+/// [`start_cluster`] with the instances talking through the NATS server at `nats`.
+pub(crate) async fn start_cluster_on(
+    n: usize,
+    spec: &NodeSpec,
+    others: &[NodeSpec],
+    nats: &str,
+) -> Option<TestCluster> {
     let db = PgDb::create().await?;
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("server.key");
@@ -94,7 +100,8 @@ pub(crate) async fn start_cluster(
     for i in 0..n {
         let data = dir.path().join(format!("instance{i}"));
         let port = if i == 0 { spec.fed_port } else { 0 };
-        let config = instance_config(spec, &key_file, &db.url, &data, port, others);
+        let mut config = instance_config(spec, &key_file, &db.url, &data, port, others);
+        config.nats_url = Some(nats.to_owned());
         let running = mobium_homeserver::server::start(config.clone())
             .await
             .expect("instance starts");
@@ -106,14 +113,13 @@ pub(crate) async fn start_cluster(
         });
     }
     Some(TestCluster {
-        spec: spec.clone(),
         instances,
         db: Some(db),
         _dir: dir,
     })
 }
 
-async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageSent {
+pub(crate) async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageSent {
     let Response::MessageSent(s) = c
         .request(Request::MessageSend(MessageSend {
             channel: ch.clone(),
@@ -129,9 +135,18 @@ async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageSent {
     s
 }
 
-async fn history(c: &Client, ch: &ChannelId) -> Vec<ChannelMessage> {
+pub(crate) async fn history(c: &Client, ch: &ChannelId) -> Vec<ChannelMessage> {
+    // `after: 1` reads forwards from the oldest message (spec `client/messages.md`).
+    history_after(c, ch, Some(mobium_spec::MessageId::new(1).unwrap())).await
+}
+
+/// Every message of `ch` after `after` (the newest page only with `None`), oldest first.
+pub(crate) async fn history_after(
+    c: &Client,
+    ch: &ChannelId,
+    mut after: Option<mobium_spec::MessageId>,
+) -> Vec<ChannelMessage> {
     let mut out = Vec::new();
-    let mut after = None;
     loop {
         let Response::Messages(page) = c
             .request(Request::History(History {
@@ -154,7 +169,7 @@ async fn history(c: &Client, ch: &ChannelId) -> Vec<ChannelMessage> {
     }
 }
 
-fn cluster_spec() -> NodeSpec {
+pub(crate) fn cluster_spec() -> NodeSpec {
     let mut s = specs(1).remove(0);
     s.name = "cluster.fed.test".parse::<ServerName>().unwrap();
     s

@@ -22,7 +22,7 @@ pub(crate) struct NodeSpec {
     pub(crate) fed_port: u16,
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.local_addr().expect("addr").port()
 }

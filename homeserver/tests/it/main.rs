@@ -10,6 +10,7 @@ mod auth;
 mod channels;
 mod client_cli;
 mod cluster;
+mod cluster_chaos;
 mod deploy;
 mod direct;
 mod durability;
