@@ -20,42 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mobium_client_api::sdk::{Client, ConnectOptions};
+use mobium_client_api::sdk::Client;
 use mobium_spec::client::*;
-use mobium_spec::{ChannelId, Keypair};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mobium");
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system) the process `pid` has used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the state field.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    let hz: u64 = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100);
-    Duration::from_micros(ticks * 1_000_000 / hz)
-}
+mod support;
+use support::{channel_with, connect, cpu_time, percentile, rss_kib};
 
 async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let start = Instant::now();
@@ -85,49 +58,6 @@ async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let ready = start.elapsed();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url, ready)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-async fn connect(url: &str) -> (Client, mobium_client_api::sdk::Events) {
-    Client::connect(url, &Keypair::generate(), ConnectOptions::default())
-        .await
-        .unwrap()
-}
-
-async fn channel_with(owner: &Client, members: &[Client]) -> ChannelId {
-    let Response::ChannelCreated(ch) = owner
-        .request(Request::ChannelCreate(ChannelCreate { metadata: vec![] }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Response::Invite(inv) = owner
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.channel.clone(),
-            max_uses: None,
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    for m in members {
-        m.request(Request::ChannelJoin(ChannelJoin {
-            code: inv.code.clone(),
-        }))
-        .await
-        .unwrap();
-    }
-    ch.channel
 }
 
 /// Paced sends from one member; latency measured at another member's event stream.

@@ -226,7 +226,7 @@ pub async fn run_cli(dir: &Path, quick: bool) -> anyhow::Result<()> {
     } else {
         BenchConfig::full()
     };
-    let mut target = Target::acquire(dir, 2, 2).await?;
+    let mut target = Target::acquire(dir, 2, 2, 0).await?;
     let results = run(&mut target.net, config).await;
     let restored = crate::scenario::restore(&mut target.net).await;
     target.release().await?;

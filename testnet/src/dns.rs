@@ -56,6 +56,9 @@ pub fn records(origin: &str, nodes: &[Published]) -> anyhow::Result<Vec<Record>>
         TTL,
     );
     let mut out = vec![Record::from_rdata(origin_name, TTL, RData::SOA(soa))];
+    // A server of several instances (the managed peer) is several entries with one name and
+    // key: one A and one TXT record, and one SRV target per instance.
+    let mut named = std::collections::BTreeSet::new();
     for n in nodes {
         let std::net::IpAddr::V4(ip) = n.addr.ip() else {
             anyhow::bail!(
@@ -64,17 +67,22 @@ pub fn records(origin: &str, nodes: &[Published]) -> anyhow::Result<Vec<Record>>
             );
         };
         let host = fqdn(&n.name)?;
-        out.push(Record::from_rdata(host.clone(), TTL, RData::A(A(ip))));
+        let first = named.insert(n.name.clone());
+        if first {
+            out.push(Record::from_rdata(host.clone(), TTL, RData::A(A(ip))));
+        }
         out.push(Record::from_rdata(
             fqdn(&format!("_mobium._udp.{}", n.name))?,
             TTL,
             RData::SRV(SRV::new(0, 0, n.addr.port(), host)),
         ));
-        out.push(Record::from_rdata(
-            fqdn(&format!("_mobium.{}", n.name))?,
-            TTL,
-            RData::TXT(TXT::new(vec![format!("v=mobium1 key={}", n.key)])),
-        ));
+        if first {
+            out.push(Record::from_rdata(
+                fqdn(&format!("_mobium.{}", n.name))?,
+                TTL,
+                RData::TXT(TXT::new(vec![format!("v=mobium1 key={}", n.key)])),
+            ));
+        }
     }
     Ok(out)
 }

@@ -43,7 +43,7 @@ pub struct TestnetInfo {
     pub daemon_pid: Option<u32>,
     /// The `mobium` binary the nodes run.
     pub mobium_bin: PathBuf,
-    /// The homeservers, in order (`nodes[0]` is `node1`).
+    /// The homeservers, in order (`nodes[0]` is `node1`), then the managed peer's instances.
     pub nodes: Vec<NodeInfo>,
 }
 
@@ -73,6 +73,9 @@ pub struct NodeInfo {
     pub data_dir: PathBuf,
     /// The file receiving the node's stdout and stderr.
     pub log: PathBuf,
+    /// Set when the node is an instance of the managed peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<crate::managed::ManagedInstance>,
 }
 
 impl TestnetInfo {
@@ -112,8 +115,8 @@ impl TestnetInfo {
         Ok(())
     }
 
-    /// The node called `name`: its full server name (`node2.mobium.test`), its short name
-    /// (`node2`) or its index (`2`).
+    /// The node called `name`: its full server name (`node2.mobium.test`; for the managed peer,
+    /// its first instance), its short name (`node2`, `cloud2`) or its index (`2`).
     pub fn node(&self, name: &str) -> anyhow::Result<&NodeInfo> {
         let found = self.nodes.iter().find(|n| {
             n.name == name
@@ -121,7 +124,7 @@ impl TestnetInfo {
                 || name.parse::<usize>().is_ok_and(|i| i == n.index)
         });
         found.with_context(|| {
-            let names: Vec<&str> = self.nodes.iter().map(|n| n.short_name()).collect();
+            let names: Vec<String> = self.nodes.iter().map(|n| n.short_name()).collect();
             format!(
                 "no node {name:?} in this testnet (nodes: {})",
                 names.join(", ")
@@ -166,10 +169,26 @@ impl TestnetInfo {
     }
 }
 
+impl TestnetInfo {
+    /// The instances of the managed peer, in order (empty without one).
+    pub fn managed(&self) -> Vec<&NodeInfo> {
+        self.nodes.iter().filter(|n| n.managed.is_some()).collect()
+    }
+
+    /// The community nodes (every node that is not a managed instance).
+    pub fn community(&self) -> Vec<&NodeInfo> {
+        self.nodes.iter().filter(|n| n.managed.is_none()).collect()
+    }
+}
+
 impl NodeInfo {
-    /// `node2` for `node2.mobium.test`.
-    pub fn short_name(&self) -> &str {
-        self.name.split('.').next().unwrap_or(&self.name)
+    /// `node2` for `node2.mobium.test`; `cloud2` for the managed peer's second instance.
+    pub fn short_name(&self) -> String {
+        let base = self.name.split('.').next().unwrap_or(&self.name);
+        match &self.managed {
+            Some(m) => format!("{base}{}", m.instance),
+            None => base.to_owned(),
+        }
     }
 }
 

@@ -33,6 +33,10 @@
 //!   Tests run the same daemon as tasks of the test process instead.
 //! - **`testnet.json`** ([`info`]): the machine-readable description every later command reads.
 //!
+//! With `--managed N` the network also has a managed peer, `cloud.mobium.test`: N instances of
+//! one server sharing a PostgreSQL database and NATS ([`managed`]), each a node of its own in
+//! `testnet.json` (`cloud1` … `cloudN`), with one SRV target per instance in DNS.
+//!
 //! `testnet up` ends with a federation check ([`probe`]): a message from every node to every
 //! other node, each delivered, proving discovery, relays, QUIC and delivery end to end.
 //!
@@ -54,6 +58,7 @@ pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod info;
+pub mod managed;
 pub mod network;
 pub mod node;
 pub mod ports;

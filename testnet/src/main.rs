@@ -32,6 +32,10 @@ enum Command {
         /// Number of homeservers.
         #[arg(long, short, default_value_t = 3)]
         nodes: usize,
+        /// Also a managed peer, cloud.mobium.test, of this many instances (PostgreSQL at
+        /// TESTNET_POSTGRES_URL, NATS at TESTNET_NATS_URL).
+        #[arg(long, default_value_t = 0)]
+        managed: usize,
         /// First port of the layout (DNS on P, control on P+1, node i on P+10i..P+10i+2).
         #[arg(long, default_value_t = ports::DEFAULT_BASE_PORT)]
         base_port: u16,
@@ -82,7 +86,7 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Run a scripted scenario: dm, channel, outage, partition (or all).
+    /// Run a scripted scenario: dm, channel, outage, partition, managed (or all).
     Scenario {
         /// The scenario's name.
         name: String,
@@ -140,11 +144,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up {
             nodes,
+            managed,
             base_port,
             no_federation_check,
         } => {
             let opts = UpOptions {
                 nodes,
+                managed,
                 base_port: Some(base_port),
                 dir: dir.clone(),
                 daemon: DaemonMode::Detached {
@@ -157,7 +163,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Duration::from_secs(90)
                 },
             };
-            eprintln!("testnet: starting {nodes} nodes in {}…", dir.display());
+            match managed {
+                0 => eprintln!("testnet: starting {nodes} nodes in {}…", dir.display()),
+                m => eprintln!(
+                    "testnet: starting {nodes} nodes and a managed peer of {m} instances in {}…",
+                    dir.display()
+                ),
+            }
             let net = Network::up(opts).await?;
             let info = net.info();
             print!("{}", info.table(|n| node_alive(info, n)));

@@ -20,9 +20,9 @@ use anyhow::{Context, bail};
 use crate::control::{self, ControlRequest, ControlResponse};
 use crate::daemon::{self, DaemonPlan, InProcess, PlanNode};
 use crate::info::{FORMAT_VERSION, NodeInfo, TestnetInfo, ZONE};
-use crate::node;
 use crate::ports::{Layout, loopback};
 use crate::process;
+use crate::{managed, node};
 
 /// How long a node gets to stop after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(15);
@@ -46,6 +46,8 @@ pub enum DaemonMode {
 pub struct UpOptions {
     /// Number of homeservers.
     pub nodes: usize,
+    /// Instances of the managed peer (0: none).
+    pub managed: usize,
     /// Fixed port layout from this base ([`crate::ports`]); `None` lets the OS pick ports.
     pub base_port: Option<u16>,
     /// The testnet directory (created if missing).
@@ -63,6 +65,7 @@ impl UpOptions {
     pub fn local(nodes: usize, dir: impl Into<PathBuf>) -> UpOptions {
         UpOptions {
             nodes,
+            managed: 0,
             base_port: None,
             dir: dir.into(),
             daemon: DaemonMode::InProcess,
@@ -137,18 +140,49 @@ impl Network {
             None => process::find_mobium()?,
         };
         let mobium = mobium.canonicalize().unwrap_or(mobium);
+        let total = opts.nodes + opts.managed;
         let layout = match opts.base_port {
-            Some(base) => Layout::from_base(base, opts.nodes)?,
-            None => Layout::free(opts.nodes)?,
+            Some(base) => Layout::from_base(base, total)?,
+            None => Layout::free(total)?,
+        };
+        let cluster = match opts.managed {
+            0 => None,
+            _ => {
+                let (admin, nats) = managed::services().await?;
+                let shared = managed::shared_dir(&dir);
+                let key = node::load_or_create_key(&shared)?;
+                let db = managed::create_database(&admin).await?;
+                Some((admin, nats, shared.join(node::KEY_FILE), key, db))
+            }
         };
         let mut nodes = Vec::new();
         for (i, ports) in layout.nodes.iter().enumerate() {
             let index = i + 1;
-            let data_dir = node::data_dir(&dir, index);
-            let key = node::load_or_create_key(&data_dir)?;
+            let (name, data_dir, key, managed) = match (&cluster, index > opts.nodes) {
+                (Some((admin, nats, key_file, key, db)), true) => {
+                    let k = index - opts.nodes;
+                    let m = managed::ManagedInstance {
+                        instance: k,
+                        database_url: db.clone(),
+                        admin_url: admin.clone(),
+                        nats_url: nats.clone(),
+                        key_file: key_file.clone(),
+                    };
+                    let data_dir = managed::data_dir(&dir, k);
+                    std::fs::create_dir_all(&data_dir)
+                        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+                    let name = format!("{}.{ZONE}", managed::NAME);
+                    (name, data_dir, key.clone(), Some(m))
+                }
+                _ => {
+                    let data_dir = node::data_dir(&dir, index);
+                    let key = node::load_or_create_key(&data_dir)?;
+                    (format!("node{index}.{ZONE}"), data_dir, key, None)
+                }
+            };
             nodes.push(NodeInfo {
                 index,
-                name: format!("node{index}.{ZONE}"),
+                name,
                 ws_url: format!("ws://{}/v1/ws", loopback(ports.client)),
                 http_url: format!("http://{}", loopback(ports.client)),
                 client_addr: loopback(ports.client),
@@ -158,6 +192,7 @@ impl Network {
                 pid: None,
                 log: data_dir.join(node::LOG_FILE),
                 data_dir,
+                managed,
             });
         }
         let plan = DaemonPlan {
@@ -371,6 +406,12 @@ impl Network {
                         return Err(e)
                             .with_context(|| format!("cannot remove {}", n.data_dir.display()));
                     }
+                }
+            }
+            if let Some(m) = self.info.nodes.iter().find_map(|n| n.managed.clone()) {
+                managed::drop_database(&m).await?;
+                if let Some(shared) = m.key_file.parent() {
+                    let _ = std::fs::remove_dir_all(shared);
                 }
             }
             // Only if nothing else lives there.

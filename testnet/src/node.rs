@@ -21,6 +21,10 @@
 //! | `SC_MAX_OFFLINE_MESSAGES` | 100000 | the catch-up benchmark queues 10,000 messages |
 //! | `SC_LOG` | `$TESTNET_LOG` or `info` | |
 //!
+//! An instance of the managed peer ([`crate::managed`]) also gets `SC_SERVER_TYPE=managed`, the
+//! shared `SC_DATABASE_URL`, `SC_NATS_URL` and `SC_SERVER_KEY_FILE`, and `SC_INSTANCE_ID`
+//! (its instance number less one).
+//!
 //! Every other `SC_*` variable of the calling environment is removed, so a developer's own
 //! homeserver settings cannot leak into the testnet. Output goes to `<data dir>/mobium.log`.
 
@@ -112,6 +116,13 @@ fn command(mobium: &Path, node: &NodeInfo, dns: std::net::SocketAddr) -> anyhow:
         .env("SC_LOG", log_level)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
+    if let Some(m) = &node.managed {
+        cmd.env("SC_SERVER_TYPE", "managed")
+            .env("SC_DATABASE_URL", &m.database_url)
+            .env("SC_NATS_URL", &m.nats_url)
+            .env("SC_SERVER_KEY_FILE", &m.key_file)
+            .env("SC_INSTANCE_ID", (m.instance - 1).to_string());
+    }
     let (out, err) = process::log_files(&node.log)?;
     cmd.stdout(out).stderr(err);
     process::detach(&mut cmd);

@@ -22,12 +22,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// The testnet running in `dir` if there is one with at least `min_nodes` live nodes;
-    /// otherwise a fresh temporary one with `default_nodes` nodes.
+    /// The testnet running in `dir` if there is one with at least `min_nodes` live nodes (and,
+    /// when `managed` is not 0, a managed peer); otherwise a fresh temporary one with
+    /// `default_nodes` nodes and a managed peer of `managed` instances.
     pub async fn acquire(
         dir: &Path,
         min_nodes: usize,
         default_nodes: usize,
+        managed: usize,
     ) -> anyhow::Result<Target> {
         if let Some(info) = TestnetInfo::load(dir)? {
             let alive = info.nodes.iter().filter(|n| node_alive(&info, n)).count();
@@ -46,6 +48,13 @@ impl Target {
                     info.nodes.len()
                 );
             }
+            if managed > 0 && info.managed().len() < managed {
+                bail!(
+                    "this needs a managed peer of {managed} instances and the testnet in {} has {}; `testnet down` and `testnet up --managed {managed}`",
+                    dir.display(),
+                    info.managed().len()
+                );
+            }
             eprintln!("testnet: using the running testnet in {}", dir.display());
             return Ok(Target {
                 net: Network::attach(dir)?,
@@ -53,13 +62,15 @@ impl Target {
             });
         }
         eprintln!(
-            "testnet: no testnet in {}; starting a temporary one with {default_nodes} nodes",
+            "testnet: no testnet in {}; starting a temporary one with {default_nodes} nodes and {managed} managed instances",
             dir.display()
         );
         let temp = tempfile::Builder::new()
             .prefix("mobium-testnet-")
             .tempdir()?;
-        let net = Network::up(UpOptions::local(default_nodes, temp.path())).await?;
+        let mut opts = UpOptions::local(default_nodes, temp.path());
+        opts.managed = managed;
+        let net = Network::up(opts).await?;
         Ok(Target {
             net,
             temp: Some(temp),

@@ -31,7 +31,9 @@ CREATE TABLE outbox_leases (
 
 -- Who has a session on which instance, with the status they chose (NULL: none chosen). Rows
 -- of an instance whose lease expired are ignored (and deleted by whoever takes its id).
-CREATE TABLE cluster_presence (
+-- UNLOGGED: live state, not a record (no WAL, no fsync per change; PostgreSQL empties it after
+-- a crash, and the instances' sessions end with their connections anyway).
+CREATE UNLOGGED TABLE cluster_presence (
     user_key TEXT    NOT NULL,
     instance INTEGER NOT NULL,
     holder   TEXT    NOT NULL,
@@ -39,8 +41,9 @@ CREATE TABLE cluster_presence (
     PRIMARY KEY (user_key, instance)
 );
 
--- One token bucket per user, shared by every instance.
-CREATE TABLE cluster_rate (
+-- One token bucket per user, shared by every instance. UNLOGGED like presence: a bucket lost
+-- in a database crash is a full bucket, which is what a new user gets anyway.
+CREATE UNLOGGED TABLE cluster_rate (
     user_key   TEXT             NOT NULL PRIMARY KEY,
     tokens     DOUBLE PRECISION NOT NULL,
     updated_ms BIGINT           NOT NULL

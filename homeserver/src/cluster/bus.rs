@@ -85,6 +85,8 @@ pub struct Bus {
     commands: mpsc::Sender<Command>,
     signals: mpsc::UnboundedSender<Signal>,
     dropped: AtomicU64,
+    /// A `Lost` signal for dropped frames is on its way and not handled yet (one is enough).
+    lost_pending: AtomicBool,
     published: AtomicU64,
     received: Arc<AtomicU64>,
     connected: Arc<AtomicBool>,
@@ -166,6 +168,7 @@ impl Bus {
             commands,
             signals: signals.clone(),
             dropped: AtomicU64::new(0),
+            lost_pending: AtomicBool::new(false),
             published: AtomicU64::new(0),
             received: received.clone(),
             connected,
@@ -204,6 +207,11 @@ impl Bus {
         }
     }
 
+    /// The instance is handling a loss: frames dropped from now on signal a new one.
+    pub fn loss_handled(&self) {
+        self.lost_pending.store(false, Ordering::Release);
+    }
+
     /// Stops the bus task (at shutdown).
     pub fn stop(&self) {
         if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -221,7 +229,9 @@ impl Bus {
             Err(_) => {
                 // A dropped frame or subscription change: whoever it was for must catch up.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                let _ = self.signals.send(Signal::Lost("bus queue full"));
+                if !self.lost_pending.swap(true, Ordering::AcqRel) {
+                    let _ = self.signals.send(Signal::Lost("bus queue full"));
+                }
             }
         }
     }
@@ -287,7 +297,8 @@ async fn run(
                         }
                     }
                     Command::Flush(done) => {
-                        if client.flush().await.is_ok() {
+                        // Bounded: while NATS is away, publishing must not wait behind it.
+                        if let Ok(Ok(())) = tokio::time::timeout(SETTLE_TIMEOUT, client.flush()).await {
                             let _ = done.send(());
                         }
                     }

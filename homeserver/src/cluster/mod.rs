@@ -263,6 +263,7 @@ impl Cluster {
         while let Some(signal) = signals.recv().await {
             match signal {
                 Signal::Lost(why) => {
+                    self.bus.loss_handled();
                     self.bus.broadcast(&Control::Resync);
                     let closed = hub.close_all();
                     tracing::warn!(

@@ -133,6 +133,18 @@ fn every_setting_loads_from_file_and_env() {
             "\"postgres://u:p@db/mobium\"",
             "postgresql://db/mobium",
         ),
+        ("server_type", "\"managed\"", "Managed"),
+        (
+            "nats_url",
+            "\"nats://127.0.0.1:4222\"",
+            "tls://nats.internal:4222",
+        ),
+        ("instance_id", "1023", "0"),
+        (
+            "server_key_file",
+            "\"/etc/mobium/server.key\"",
+            "/run/keys/mobium",
+        ),
         ("tls_cert", "\"/c.pem\"", "/c.pem"),
         ("tls_key", "\"/k.pem\"", "/k.pem"),
         ("require_tls", "true", "YES"),
@@ -198,6 +210,37 @@ fn every_setting_loads_from_file_and_env() {
     assert_eq!(c.max_message_size, 1024);
     assert_eq!(c.log, "error");
     assert_eq!(c.trusted_proxies.0.len(), 2);
+    assert_eq!(
+        (c.server_type, c.instance_id),
+        (ServerType::Managed, Some(0))
+    );
+    assert_eq!(c.server_key_path(), Path::new("/run/keys/mobium"));
+}
+
+#[test]
+fn a_managed_server_needs_postgres_nats_and_a_name() {
+    let pg = ("SC_DATABASE_URL", "postgres://db/mobium");
+    let nats = ("SC_NATS_URL", "nats://127.0.0.1:4222");
+    let name = ("SC_SERVER_NAME", "chat.example.org");
+    let managed = ("SC_SERVER_TYPE", "managed");
+    let message = |vars: &[(&str, &str)]| match load_env(vars) {
+        Ok(c) => panic!("accepted {c:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message(&[managed, nats, name]).contains("needs PostgreSQL"));
+    assert!(
+        message(&[managed, ("SC_DATABASE_URL", "sqlite://x.db"), nats, name])
+            .contains("needs PostgreSQL")
+    );
+    assert!(message(&[managed, pg, name]).contains("SC_NATS_URL"));
+    assert!(message(&[managed, pg, nats]).contains("SC_SERVER_NAME"));
+    assert!(message(&[("SC_INSTANCE_ID", "3")]).contains("not managed"));
+    assert!(env_error("SC_INSTANCE_ID", "1024").contains("0-1023"));
+    assert!(env_error("SC_SERVER_TYPE", "cloud").contains("community, managed"));
+    assert!(env_error("SC_NATS_URL", "http://x").contains("nats://"));
+    let c = load_env(&[managed, pg, nats, name]).expect("a managed instance");
+    assert!(c.is_managed() && c.instance_id.is_none());
+    assert_eq!(load_env(&[]).unwrap().server_type, ServerType::Community);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text (spec `client/http.md` §metrics), the domain's counters plus
-//! federation counters and the outbox backlog per destination.
+//! federation counters and the outbox backlog per destination, and on a managed server the
+//! instance and its NATS bus.
 
 use axum::extract::State;
 use axum::http::header;
@@ -16,6 +17,9 @@ pub(super) async fn metrics(State(s): State<HttpState>) -> Response {
         .render(s.app.limiter.current(), s.app.hub.online_users());
     if let Some(link) = s.app.federation() {
         federation_metrics(&s.app, link, &mut body).await;
+    }
+    if let Some(c) = s.app.cluster() {
+        cluster_metrics(c, &mut body);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -72,5 +76,35 @@ async fn federation_metrics(app: &App, link: &crate::outbox::Link, out: &mut Str
             let n = app.store.outbox_len(&d).await.unwrap_or(0);
             let _ = writeln!(out, "mobium_outbox_pending{{destination=\"{d}\"}} {n}");
         }
+    }
+}
+
+/// A managed instance: its id and its NATS bus.
+fn cluster_metrics(c: &crate::cluster::Cluster, out: &mut String) {
+    use std::fmt::Write;
+    let st = c.bus().stats();
+    let _ = writeln!(
+        out,
+        "# HELP mobium_cluster_instance This instance's id in its managed cluster."
+    );
+    let _ = writeln!(out, "# TYPE mobium_cluster_instance gauge");
+    let _ = writeln!(out, "mobium_cluster_instance {}", c.instance);
+    let _ = writeln!(
+        out,
+        "# HELP mobium_nats_connected Whether the link to NATS is up."
+    );
+    let _ = writeln!(out, "# TYPE mobium_nats_connected gauge");
+    let _ = writeln!(out, "mobium_nats_connected {}", u8::from(st.connected));
+    let _ = writeln!(
+        out,
+        "# HELP mobium_nats_frames_total Live frames between instances, by direction (dropped: the queue to NATS was full, and clients were made to catch up)."
+    );
+    let _ = writeln!(out, "# TYPE mobium_nats_frames_total counter");
+    for (dir, n) in [
+        ("published", st.published),
+        ("received", st.received),
+        ("dropped", st.dropped),
+    ] {
+        let _ = writeln!(out, "mobium_nats_frames_total{{direction=\"{dir}\"}} {n}");
     }
 }

@@ -360,6 +360,12 @@ async fn instances_lease_distinct_ids_and_share_presence() {
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["server_type"], "managed");
     assert_eq!(info["server_key"], spec.key.public().to_string());
+    let (_, metrics) = http(b, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics.contains(&format!("mobium_cluster_instance {}", ids[1])),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mobium_nats_connected 1"), "{metrics}");
 
     let (alice, mut ae, _) = client(a).await;
     let bob_key = Keypair::generate();
@@ -388,7 +394,7 @@ async fn instances_lease_distinct_ids_and_share_presence() {
     cluster.stop().await;
 }
 
-/// Users on two instances of a managed host send to one channel at once; a community server
+/// Users on three instances of a managed host send to one channel at once; a community server
 /// with a member receives every message (hosted events strictly increase in `seq` across the
 /// instances, or the member server would drop some as retries) from one peer key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,14 +405,16 @@ async fn a_community_member_server_sees_one_ordered_peer() {
     let Some(community) = start_node(Backend::Sqlite, &all[0], &all).await else {
         return;
     };
-    let Some(cluster) = start_cluster(2, &spec, &all).await else {
+    let Some(cluster) = start_cluster(3, &spec, &all).await else {
         return;
     };
     let (alice, _ae, _) = client(&cluster.instances[0]).await;
     let (bob, _be, _) = client(&cluster.instances[1]).await;
+    let (dave, _de, _) = client(&cluster.instances[2]).await;
     let (carol, mut ce, _) = client(&community).await;
     let ch = create_channel(&alice).await;
     join_with_new_invite(&alice, &bob, &ch).await;
+    join_with_new_invite(&alice, &dave, &ch).await;
     let Response::Invite(inv) = alice
         .request(Request::InviteCreate(InviteCreate {
             channel: ch.clone(),
@@ -425,7 +433,7 @@ async fn a_community_member_server_sees_one_ordered_peer() {
         .await
         .unwrap();
     const EACH: usize = 40;
-    let (sa, sb) = tokio::join!(
+    let (sa, sb, sd) = tokio::join!(
         async {
             let mut ids = Vec::new();
             for i in 0..EACH {
@@ -439,9 +447,16 @@ async fn a_community_member_server_sees_one_ordered_peer() {
                 ids.push(send(&bob, &ch, format!("b{i}").as_bytes()).await.id);
             }
             ids
+        },
+        async {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                ids.push(send(&dave, &ch, format!("d{i}").as_bytes()).await.id);
+            }
+            ids
         }
     );
-    let mut want: Vec<_> = sa.into_iter().chain(sb).collect();
+    let mut want: Vec<_> = sa.into_iter().chain(sb).chain(sd).collect();
     want.sort();
     let mut got = Vec::new();
     while got.len() < want.len() {
@@ -460,7 +475,58 @@ async fn a_community_member_server_sees_one_ordered_peer() {
     );
     let on_member: Vec<_> = history(&carol, &ch).await.iter().map(|m| m.id).collect();
     assert_eq!(on_member, want, "the member server stored all of them");
-    drop((alice, bob, carol));
+    drop((alice, bob, dave, carol));
     cluster.stop().await;
     community.stop().await;
+}
+
+/// Claims of one user's one-time keys made on two instances at once hand out each key once,
+/// and the owner, on a third connection elsewhere, hears `keys_low` once per count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_keys_are_claimed_once_across_instances() {
+    let spec = cluster_spec();
+    let Some(cluster) = start_cluster(2, &spec, &[]).await else {
+        return;
+    };
+    let (owner, mut oe, owner_key) = client(&cluster.instances[1]).await;
+    crate::keys::upload(&owner, &owner_key, 50).await;
+    let mut claimers = Vec::new();
+    for i in 0..4 {
+        claimers.push(client(&cluster.instances[i % 2]).await);
+    }
+    let mut claims = Vec::new();
+    for i in 0..100 {
+        let (c, user) = (claimers[i % 4].0.clone(), owner.user_id().clone());
+        claims.push(tokio::spawn(async move {
+            c.request(Request::KeysClaim(KeysClaim { user })).await
+        }));
+    }
+    let mut handed = Vec::new();
+    for c in claims {
+        if let Ok(Response::KeyBundle(b)) = c.await.unwrap()
+            && let Some(k) = b.one_time_key
+        {
+            handed.push(k.key_id);
+        }
+    }
+    let distinct: std::collections::HashSet<_> = handed.iter().collect();
+    assert_eq!(
+        (handed.len(), distinct.len()),
+        (50, 50),
+        "each one-time key handed out once"
+    );
+    let mut counts = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(800), oe.recv()).await {
+        if let Event::KeysLow(k) = e {
+            counts.push(k.one_time);
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (0..10).collect::<Vec<u32>>(),
+        "keys_low from both instances"
+    );
+    drop((owner, claimers));
+    cluster.stop().await;
 }

@@ -173,7 +173,7 @@ async fn nats_restarted_mid_traffic_loses_nothing_acknowledged() {
         "most sends acknowledged: {}",
         acked.len()
     );
-    let done = eventually(|| {
+    let done = wait_for("bob has every acknowledged message and DM", || {
         let (seen, acked, acked_dm) = (seen.clone(), acked.clone(), acked_dm.clone());
         async move {
             let s = seen.lock().await;
@@ -216,6 +216,23 @@ async fn spawn_instance(
         ],
     )
     .await
+}
+
+/// Polls `f` until it returns `Some`, for up to 30 s (these tests run beside others on two
+/// cores), failing with `what`.
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Which instance holds the outbox lease of `destination`, if any.
@@ -263,15 +280,6 @@ async fn a_killed_instance_loses_nothing_and_its_outbox_is_taken_over() {
         &peers,
     )
     .await;
-    let (mut second, url2) = spawn_instance(
-        &dir.path().join("i2"),
-        &db.url,
-        &key_file,
-        &name,
-        free_udp_port(),
-        &peers,
-    )
-    .await;
 
     let alice_key = Keypair::generate();
     let (alice, _ae) = Client::connect(&url1, &alice_key, ConnectOptions::default())
@@ -299,7 +307,21 @@ async fn a_killed_instance_loses_nothing_and_its_outbox_is_taken_over() {
     // Instance 1 answered the join and queued its event first: it holds the lease.
     send(&alice, &ch, b"warm-up").await;
     let community_name = c.name.to_string();
-    let holder = eventually(|| async { lease_holder(&db.url, &community_name).await }).await;
+    let holder = wait_for(
+        "instance 1 takes the community server's outbox lease",
+        || async { lease_holder(&db.url, &community_name).await },
+    )
+    .await;
+    // The second instance starts only now, so the first surely holds the lease.
+    let (mut second, url2) = spawn_instance(
+        &dir.path().join("i2"),
+        &db.url,
+        &key_file,
+        &name,
+        free_udp_port(),
+        &peers,
+    )
+    .await;
     let bob_key: Arc<Keypair> = Arc::new(Keypair::generate());
     let (bob, bn) = Client::connect_persistent(&url2, bob_key, ConnectOptions::default())
         .await

@@ -21,7 +21,11 @@ fn otk(owner: &Keypair, i: u32) -> Prekey {
     )
 }
 
-async fn upload(c: &mobium_client_api::sdk::Client, key: &Keypair, otks: u32) -> KeysCount {
+pub(crate) async fn upload(
+    c: &mobium_client_api::sdk::Client,
+    key: &Keypair,
+    otks: u32,
+) -> KeysCount {
     let r = c
         .request(Request::KeysUpload(KeysUpload {
             identity_key: Some(Prekey::sign(key, PrekeyKind::Identity, "id", &[200; 32])),

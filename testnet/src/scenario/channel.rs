@@ -173,7 +173,7 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
 }
 
 /// Adds `m` to `got`: new, the decrypted copy of one that was not, or a repeat.
-fn absorb(got: &mut Vec<Received>, repeats: &mut usize, m: Received) {
+pub(super) fn absorb(got: &mut Vec<Received>, repeats: &mut usize, m: Received) {
     match got.iter_mut().find(|g| g.id == m.id) {
         Some(g) if !g.decrypted && m.decrypted => *g = m,
         Some(_) => *repeats += 1,
@@ -182,7 +182,7 @@ fn absorb(got: &mut Vec<Received>, repeats: &mut usize, m: Received) {
 }
 
 /// ", missing: …" naming up to five sent messages absent from `got`, or "".
-fn missing(sent: &[(UserId, String)], got: &HashSet<(UserId, String)>) -> String {
+pub(super) fn missing(sent: &[(UserId, String)], got: &HashSet<(UserId, String)>) -> String {
     let gone: Vec<&str> = sent
         .iter()
         .filter(|p| !got.contains(*p))
@@ -197,7 +197,7 @@ fn missing(sent: &[(UserId, String)], got: &HashSet<(UserId, String)>) -> String
 }
 
 /// Whether, for every sender, the texts received keep the order in which they were sent.
-fn sender_order_kept(got: &[Received], sent: &[(UserId, String)]) -> bool {
+pub(super) fn sender_order_kept(got: &[Received], sent: &[(UserId, String)]) -> bool {
     let position: BTreeMap<(&UserId, &str), usize> = sent
         .iter()
         .enumerate()

@@ -7,6 +7,7 @@
 //! | [`channel`] | a channel with two users on each of three servers; 100 messages; everyone receives every message once, decrypts it, in the same order |
 //! | [`outage`] | a server killed (SIGKILL) mid-conversation and restarted: nothing lost, nothing duplicated |
 //! | [`partition`] | messages sent while two servers are partitioned arrive after the heal; a third server is unaffected meanwhile |
+//! | [`managed`] | users on two instances of the managed peer and on a community node: DMs both ways and a channel, as with one server (needs `up --managed 2`) |
 //!
 //! A scenario produces a [`Report`]: a list of named checks, each passed or failed with a
 //! detail. A scenario that cannot go on (a request fails, a timeout) records that as a failed
@@ -16,6 +17,7 @@
 
 pub mod channel;
 pub mod dm;
+pub mod managed;
 pub mod outage;
 pub mod partition;
 pub mod user;
@@ -29,6 +31,9 @@ use crate::target::Target;
 
 /// Every scenario, in the order `testnet scenario all` runs them.
 pub const NAMES: [&str; 4] = ["dm", "channel", "outage", "partition"];
+
+/// Scenarios that need the managed peer (run by name; `all` runs them when the testnet has one).
+pub const MANAGED_NAMES: [&str; 1] = ["managed"];
 
 /// One assertion and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +160,7 @@ pub struct Stop;
 /// The smallest number of nodes `name` needs.
 pub fn min_nodes(name: &str) -> usize {
     match name {
-        "channel" | "partition" | "all" => 3,
+        "channel" | "partition" | "all" | "managed" => 3,
         _ => 2,
     }
 }
@@ -169,6 +174,7 @@ pub async fn run(name: &str, net: &mut Network) -> anyhow::Result<Report> {
         "channel" => channel::run(net, &mut report).await,
         "outage" => outage::run(net, &mut report).await,
         "partition" => partition::run(net, &mut report).await,
+        "managed" => managed::run(net, &mut report).await,
         other => anyhow::bail!(
             "no scenario {other:?} (scenarios: {}, all)",
             NAMES.join(", ")
@@ -192,8 +198,9 @@ pub async fn run(name: &str, net: &mut Network) -> anyhow::Result<Report> {
 pub async fn restore(net: &mut Network) -> anyhow::Result<()> {
     net.heal_all().await?;
     for n in net.info().nodes.clone() {
-        if !net.is_alive(&n.name)? {
-            net.restart(&n.name).await?;
+        let name = n.short_name();
+        if !net.is_alive(&name)? {
+            net.restart(&name).await?;
         }
     }
     Ok(())
@@ -202,17 +209,23 @@ pub async fn restore(net: &mut Network) -> anyhow::Result<()> {
 /// `testnet scenario NAME`: runs it (or all of them) against the testnet in `dir` or a
 /// temporary one, prints the reports, and returns whether everything passed.
 pub async fn run_cli(name: &str, dir: &Path) -> anyhow::Result<bool> {
-    let names: Vec<&str> = if name == "all" {
+    let managed = MANAGED_NAMES.contains(&name);
+    let mut names: Vec<&str> = if name == "all" {
         NAMES.to_vec()
-    } else if NAMES.contains(&name) {
+    } else if NAMES.contains(&name) || managed {
         vec![name]
     } else {
         anyhow::bail!(
-            "no scenario {name:?} (scenarios: {}, all)",
-            NAMES.join(", ")
+            "no scenario {name:?} (scenarios: {}, {}, all)",
+            NAMES.join(", "),
+            MANAGED_NAMES.join(", ")
         );
     };
-    let mut target = Target::acquire(dir, min_nodes(name), 3).await?;
+    let (nodes, instances) = if managed { (1, 2) } else { (3, 0) };
+    let mut target = Target::acquire(dir, min_nodes(name), nodes, instances).await?;
+    if name == "all" && !target.net.info().managed().is_empty() {
+        names.extend(MANAGED_NAMES);
+    }
     let mut all_passed = true;
     for n in names {
         let report = run(n, &mut target.net).await?;

@@ -62,3 +62,33 @@ async fn a_small_bench_run_reports_every_figure() {
     assert!((back.latency.p99_ms - results.latency.p99_ms).abs() < 1e-9);
     net.down(true).await.expect("down");
 }
+
+/// `testnet up --managed 2` with one community node: the federation check passes across the
+/// instances and the node, DNS lists both instances under one name, the `managed` scenario
+/// passes, and `down --wipe` drops the cluster's database.
+#[tokio::test]
+async fn a_managed_peer_of_two_instances_is_one_server() {
+    init_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = UpOptions::local(1, dir.path());
+    opts.managed = 2;
+    opts.mobium = Some(mobium());
+    let mut net = Network::up(opts).await.expect("up with a managed peer");
+    let info = net.info().clone();
+    let cloud = info.managed();
+    assert_eq!(cloud.len(), 2);
+    assert_eq!(cloud[0].name, cloud[1].name, "one server name");
+    assert_eq!(cloud[0].key, cloud[1].key, "one server key");
+    assert_eq!(
+        (cloud[0].short_name(), cloud[1].short_name()),
+        ("cloud1".to_owned(), "cloud2".to_owned())
+    );
+    let report = scenario::run("managed", &mut net).await.expect("scenario");
+    println!("{report}");
+    assert!(report.passed(), "scenario managed failed:\n{report}");
+    let db = cloud[0].managed.clone().expect("managed").database_url;
+    net.down(true).await.expect("down");
+    use sqlx::Connection;
+    let gone = sqlx::PgConnection::connect(&db).await;
+    assert!(gone.is_err(), "down --wipe dropped {db}");
+}

@@ -1,0 +1,279 @@
+//! Benchmarks of a managed server of 3 instances (issue 11 figures), run with
+//! `cargo bench -p mobium-homeserver --bench cluster` (release build of `mobium`). Needs
+//! PostgreSQL (`BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, where
+//! a scratch database is created and dropped) and NATS (`BENCH_NATS_URL`, default
+//! `nats://127.0.0.1:4222`).
+//!
+//! Measures, against 3 real `mobium serve` processes sharing one database:
+//! - send→receive latency p50/p99 at a paced 500 msg/s between two members of a channel, both
+//!   on instance 1 and on different instances (the difference is what NATS adds);
+//! - sustained acknowledged msg/s and deliveries with 60 clients in 6 channels of 10, every
+//!   client keeping 4 sends in flight, first with all clients on instance 1, then spread over the
+//!   3 instances; each instance's CPU per acknowledged send (the clients run in this process).
+//!
+//! Knobs: `BENCH_SECONDS` (default 5).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mobium_client_api::sdk::Client;
+use mobium_spec::Keypair;
+use mobium_spec::client::*;
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+mod support;
+use support::{channel_with, connect, cpu_time, percentile};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mobium");
+
+async fn spawn(
+    dir: &std::path::Path,
+    db: &str,
+    nats: &str,
+    key: &std::path::Path,
+) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("SC_PORT", "0")
+        .env("SC_FED_PORT", "0")
+        .env("SC_SERVER_NAME", "cluster.bench.test")
+        .env("SC_SERVER_TYPE", "managed")
+        .env("SC_DATABASE_URL", db)
+        .env("SC_NATS_URL", nats)
+        .env("SC_SERVER_KEY_FILE", key)
+        .env("SC_DATA_DIR", dir)
+        .env("SC_LOG", "warn")
+        .env("SC_MAX_CONNECTIONS_PER_IP", "20000")
+        .env("SC_RATE_LIMIT_PER_SEC", "1000000")
+        .env("SC_RATE_LIMIT_BURST", "1000000")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mobium");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("banner");
+        if let Some(i) = line.find("ws://") {
+            break line[i..].to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// Paced sends from a member on `from`; latency at a member on `to`.
+async fn latency(from: &str, to: &str, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
+    let (sender, _se) = connect(from).await;
+    let (receiver, mut re) = connect(to).await;
+    let ch = channel_with(&sender, std::slice::from_ref(&receiver)).await;
+    let total = rate * seconds;
+    let sent_at: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Default::default();
+    let sa = sent_at.clone();
+    let recv = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(total as usize);
+        while lat.len() < total as usize {
+            match tokio::time::timeout(Duration::from_secs(10), re.recv()).await {
+                Ok(Some(Event::Message(m))) => {
+                    let n = u32::from_be_bytes(m.ciphertext[..4].try_into().unwrap());
+                    if let Some(t) = sa.lock().unwrap().remove(&n) {
+                        lat.push(t.elapsed());
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        lat
+    });
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for n in 0..total as u32 {
+        tick.tick().await;
+        let mut body = n.to_be_bytes().to_vec();
+        body.resize(200, 0xab);
+        sent_at.lock().unwrap().insert(n, Instant::now());
+        let (s, channel) = (sender.clone(), ch.clone());
+        tokio::spawn(async move {
+            let _ = s
+                .request(Request::MessageSend(MessageSend {
+                    channel,
+                    ciphertext: body,
+                    reply_to: None,
+                    txn: None,
+                }))
+                .await;
+        });
+    }
+    let mut lat = recv.await.unwrap();
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+}
+
+struct Throughput {
+    acked_per_s: f64,
+    delivered_per_s: f64,
+    /// CPU µs per acknowledged send, per instance.
+    cpu_us: Vec<f64>,
+}
+
+/// 60 clients in 6 channels of 10, client `i` on `urls[i % urls.len()]`, 4 sends in flight
+/// each, for `seconds`; `pids` are the instances whose CPU is charged.
+async fn throughput(urls: &[String], pids: &[u32], seconds: u64) -> Throughput {
+    let mut clients = Vec::new();
+    for i in 0..60 {
+        clients.push(connect(&urls[i % urls.len()]).await);
+    }
+    let mut channels = Vec::new();
+    for g in 0..6 {
+        let group: Vec<Client> = clients[g * 10..g * 10 + 10]
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect();
+        channels.push(channel_with(&group[0], &group[1..]).await);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, (c, mut events)) in clients.into_iter().enumerate() {
+        let d = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if matches!(e, Event::Message(_)) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let ch = channels[i / 10].clone();
+        for _ in 0..4 {
+            let (c, ch, acked) = (c.clone(), ch.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if c.request(Request::MessageSend(MessageSend {
+                        channel: ch.clone(),
+                        ciphertext: vec![0xcd; 200],
+                        reply_to: None,
+                        txn: None,
+                    }))
+                    .await
+                    .is_ok()
+                    {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    let cpu_start: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(cpu_start)
+        .map(|(p, s)| (cpu_time(*p) - s).as_secs_f64())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = acked.load(Ordering::Relaxed) as f64;
+    Throughput {
+        acked_per_s: acked / secs,
+        delivered_per_s: delivered.load(Ordering::Relaxed) as f64 / secs,
+        cpu_us: cpu.iter().map(|c| c * 1e6 / acked.max(1.0)).collect(),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let admin = std::env::var("BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let nats = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let name = format!(
+        "mobium_bench_{}",
+        &hex::encode(Keypair::generate().public().as_bytes())[..12]
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL (BENCH_POSTGRES_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let db = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("BENCH_POSTGRES_URL has no database part"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    std::fs::write(&key, hex::encode(Keypair::generate().secret_bytes())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..3 {
+        let (c, u) = spawn(&dir.path().join(format!("i{i}")), &db, &nats, &key).await;
+        children.push(c);
+        urls.push(u);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id().unwrap()).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (same50, same99, n1) = latency(&urls[0], &urls[0], 500, seconds).await;
+    let (cross50, cross99, n2) = latency(&urls[0], &urls[1], 500, seconds).await;
+    let one = throughput(&urls[..1], &pids[..1], seconds).await;
+    let spread = throughput(&urls, &pids, seconds).await;
+    drop(children);
+
+    println!("mobium managed cluster benchmark (3 instances, PostgreSQL, NATS, release, loopback)");
+    println!(
+        "  latency at 500 msg/s, one instance     p50 {:>8.3} ms  p99 {:>8.3} ms  ({n1} messages)",
+        ms(same50),
+        ms(same99)
+    );
+    println!(
+        "  latency at 500 msg/s, across instances p50 {:>8.3} ms  p99 {:>8.3} ms  ({n2} messages)",
+        ms(cross50),
+        ms(cross99)
+    );
+    println!(
+        "  what NATS adds                         p50 {:>8.3} ms",
+        ms(cross50) - ms(same50)
+    );
+    println!(
+        "  60 clients on one instance             {:>8.0} msg/s acknowledged, {:>8.0} deliveries/s, CPU {:.1} µs/msg",
+        one.acked_per_s, one.delivered_per_s, one.cpu_us[0]
+    );
+    println!(
+        "  60 clients over 3 instances            {:>8.0} msg/s acknowledged, {:>8.0} deliveries/s, CPU µs/msg per instance {:?}",
+        spread.acked_per_s,
+        spread.delivered_per_s,
+        spread
+            .cpu_us
+            .iter()
+            .map(|c| format!("{c:.1}"))
+            .collect::<Vec<_>>()
+    );
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await;
+}
