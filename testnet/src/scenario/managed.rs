@@ -32,7 +32,7 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
             community.len()
         ),
     )?;
-    let mut owner = r.quietly("register on cloud1", User::connect(cloud[0], "owner").await)?;
+    let owner = r.quietly("register on cloud1", User::connect(cloud[0], "owner").await)?;
     let mut mate = r.quietly("register on cloud2", User::connect(cloud[1], "mate").await)?;
     let mut guest = r.quietly(
         format!("register on {}", community[0].short_name()),
@@ -45,13 +45,13 @@ pub async fn run(net: &mut Network, r: &mut Report) -> Result<(), Stop> {
     );
 
     // DMs: instance to instance, community node to an instance, and back.
-    for (from, to, text) in [
-        (&owner, &mut mate, "cloud1 to cloud2"),
-        (&guest, &mut mate, "community to cloud2"),
+    for (from, text) in [
+        (&owner, "cloud1 to cloud2"),
+        (&guest, "community to cloud2"),
     ] {
         let sender = from.id().clone();
-        r.quietly("send a DM", from.send_dm(to.id(), text).await)?;
-        let got = r.quietly("receive a DM", to.next_dm(NEXT).await)?;
+        r.quietly("send a DM", from.send_dm(mate.id(), text).await)?;
+        let got = r.quietly("receive a DM", mate.next_dm(NEXT).await)?;
         r.check(
             format!("a DM {text} arrives intact"),
             got.as_ref() == Some(&(sender, text.to_owned())),
