@@ -20,7 +20,7 @@ use mobium_spec::{Keypair, ServerName};
 use crate::cluster::Cluster;
 use crate::cluster::bus::Control;
 use crate::config::{Config, Registration, WellKnown};
-use crate::domain::{App, DomainSettings, Policy, now_ms};
+use crate::domain::{App, AppParts, DomainSettings, Policy, now_ms};
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::outbox::{Link, Notices, Outbox};
@@ -171,16 +171,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         false => None,
     };
-    let app = App::new(
-        store.clone(),
-        server_name.clone(),
+    let app = App::new(AppParts {
+        store: store.clone(),
+        server_name: server_name.clone(),
         keypair,
         settings,
-        limiter.clone(),
-        hub.clone(),
+        limiter: limiter.clone(),
+        hub: hub.clone(),
         link,
-        cluster.clone(),
-    );
+        cluster: cluster.clone(),
+    });
     if let (Some(c), Some(signals)) = (&cluster, signals) {
         tokio::spawn(c.clone().renew(shutdown_tx.clone()));
         let me = Arc::downgrade(&app);

@@ -113,18 +113,39 @@ pub struct App {
     me: std::sync::Weak<App>,
 }
 
+/// What the [`App`] is built from (the server's start-up wires these).
+pub struct AppParts {
+    /// Storage.
+    pub store: SharedStore,
+    /// This server's name.
+    pub server_name: ServerName,
+    /// This server's signing key.
+    pub keypair: Keypair,
+    /// Policies and limits.
+    pub settings: DomainSettings,
+    /// Connection caps (shared with the transport).
+    pub limiter: Arc<ConnectionLimiter>,
+    /// Live connections.
+    pub hub: Arc<Hub>,
+    /// The federation link (`None` when federation is disabled).
+    pub link: Option<Link>,
+    /// This instance's part of its cluster, on a managed server.
+    pub cluster: Option<Arc<Cluster>>,
+}
+
 impl App {
     /// Builds the state.
-    pub fn new(
-        store: SharedStore,
-        server_name: ServerName,
-        keypair: Keypair,
-        settings: DomainSettings,
-        limiter: Arc<ConnectionLimiter>,
-        hub: Arc<Hub>,
-        link: Option<Link>,
-        cluster: Option<Arc<Cluster>>,
-    ) -> Arc<Self> {
+    pub fn new(parts: AppParts) -> Arc<Self> {
+        let AppParts {
+            store,
+            server_name,
+            keypair,
+            settings,
+            limiter,
+            hub,
+            link,
+            cluster,
+        } = parts;
         let node = cluster.as_ref().map_or(0, |c| c.instance);
         Arc::new_cyclic(|me| App {
             me: me.clone(),
