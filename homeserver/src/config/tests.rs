@@ -240,7 +240,10 @@ fn a_managed_server_needs_postgres_nats_and_a_name() {
     assert!(env_error("SC_NATS_URL", "http://x").contains("nats://"));
     let c = load_env(&[managed, pg, nats, name]).expect("a managed instance");
     assert!(c.is_managed() && c.instance_id.is_none());
-    assert_eq!(load_env(&[]).expect("defaults").server_type, ServerType::Community);
+    assert_eq!(
+        load_env(&[]).expect("defaults").server_type,
+        ServerType::Community
+    );
 }
 
 #[test]
