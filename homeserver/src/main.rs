@@ -5,9 +5,9 @@
 
 mod cli;
 mod health;
+mod logging;
 mod systemd;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -119,20 +119,15 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal, not in log files or journald.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    let format = config.log_format;
+    logging::init(&config.log, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mobium: cannot start the async runtime: {e}");
+            logging::fatal(format, &format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -140,7 +135,7 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
         let running = match server::start(config).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("mobium: {e:#}");
+                logging::fatal(format, &format!("{e:#}"));
                 return ExitCode::FAILURE;
             }
         };
@@ -175,7 +170,7 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
         match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("mobium: {e:#}");
+                logging::fatal(format, &format!("{e:#}"));
                 ExitCode::FAILURE
             }
         }

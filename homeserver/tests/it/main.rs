@@ -19,6 +19,7 @@ mod fed_delivery;
 mod federation;
 mod http;
 mod keys;
+mod logging;
 mod member_servers;
 mod pipeline;
 mod presence;
