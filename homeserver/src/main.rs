@@ -1,11 +1,13 @@
 //! The `mobium` binary: `mobium serve` runs a homeserver (zero configuration: SQLite in
 //! `./data/`, clients on 127.0.0.1:8443); `mobium client …` is an end-to-end encrypted
 //! command-line client ([`cli`]); `mobium health` asks a running server's `/health`
-//! ([`health`], the container image's health check).
+//! ([`health`], the container image's health check); `mobium backup` and `mobium restore`
+//! ([`operate`]) copy a server's key and database to one file and back.
 
 mod cli;
 mod health;
 mod logging;
+mod operate;
 mod systemd;
 
 use std::path::PathBuf;
@@ -43,6 +45,28 @@ enum Command {
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
     },
+    /// Write a consistent backup (server key, SQLite database, manifest) to one file while the
+    /// server runs. With PostgreSQL the file holds the key only: use pg_dump for the database.
+    Backup {
+        /// The backup file to write (replaced if it exists); it holds the server's secret key.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// TOML configuration file (or set SC_CONFIG): where the key and the database are.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Restore a backup into an empty (or new) data directory, checking every checksum.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The data directory to restore into; default: the configured SC_DATA_DIR.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration file (or set SC_CONFIG), read for the default data directory.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
     Client(cli::ClientArgs),
 }
@@ -52,8 +76,29 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Health { config, addr } => health(config, addr),
+        Command::Backup { to, config } => match load_config(config) {
+            Ok(c) => operate::backup(c, &to),
+            Err(e) => settings_error("backup", &e),
+        },
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+        } => match data_dir {
+            Some(dir) => operate::restore(&from, dir),
+            None => match load_config(config) {
+                Ok(c) => operate::restore(&from, c.data_dir),
+                Err(e) => settings_error("restore", &e),
+            },
+        },
         Command::Client(args) => cli::run(args),
     }
+}
+
+/// Settings that do not load: exit 2, as `mobium serve` does.
+fn settings_error(command: &str, e: &config::ConfigError) -> ExitCode {
+    eprintln!("mobium {command}: {e}");
+    ExitCode::from(2)
 }
 
 /// The settings `mobium serve` would run with: defaults, the file (`--config` or

@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod auth;
+mod backup;
 mod channels;
 mod client_cli;
 mod cluster;
