@@ -2,7 +2,8 @@
 //! `./data/`, clients on 127.0.0.1:8443); `mobium client …` is an end-to-end encrypted
 //! command-line client ([`cli`]); `mobium health` asks a running server's `/health`
 //! ([`health`], the container image's health check); `mobium backup` and `mobium restore`
-//! ([`operate`]) copy a server's key and database to one file and back.
+//! ([`operate`]) copy a server's key and database to one file and back; `mobium doctor` checks
+//! a server's setup.
 
 mod cli;
 mod health;
@@ -67,6 +68,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check the configuration, the data directory, the server key, the database and the
+    /// federation DNS records; print ok/FAIL per check with what to fix; exit 1 on any FAIL.
+    Doctor {
+        /// TOML configuration file (or set SC_CONFIG).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
     Client(cli::ClientArgs),
 }
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
                 Err(e) => settings_error("restore", &e),
             },
         },
+        Command::Doctor { config } => operate::doctor(load_config(config)),
         Command::Client(args) => cli::run(args),
     }
 }

@@ -1,12 +1,15 @@
 //! The operator's commands as the binary runs them: `mobium backup`, `mobium restore` (the
-//! work is in [`mobium_homeserver::backup`]). They print one line per outcome and exit 0 on
-//! success, 1 when the work failed and 2 for settings that do not load.
+//! work is in [`mobium_homeserver::backup`]) and `mobium doctor` ([`mobium_homeserver::doctor`]).
+//! Backup and restore print one line per outcome and exit 0 on success, 1 when the work failed
+//! and 2 for settings that do not load; doctor exits 1 on any failed check, the settings
+//! included.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mobium_homeserver::backup::{self, archive::Backend};
-use mobium_homeserver::config::Config;
+use mobium_homeserver::config::{Config, ConfigError};
+use mobium_homeserver::doctor::{self, Status};
 
 /// A current-thread runtime for one command, or the exit code for a failure to make one.
 fn runtime(command: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -91,5 +94,30 @@ pub fn restore(from: &Path, data_dir: PathBuf) -> ExitCode {
             eprintln!("mobium restore: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `mobium doctor`.
+pub fn doctor(config: Result<Config, ConfigError>) -> ExitCode {
+    let config = match config {
+        Ok(c) => {
+            println!("ok    config: loaded (defaults, the file if any, then SC_* variables)");
+            c
+        }
+        Err(e) => {
+            println!("FAIL  config: {e}");
+            println!("      fix: correct the setting named above (mobium serve --help lists them)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime("doctor") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let checks = runtime.block_on(doctor::run(&config));
+    print!("{}", doctor::render(&checks));
+    match checks.iter().any(|c| c.status == Status::Fail) {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
     }
 }

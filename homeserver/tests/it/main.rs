@@ -14,6 +14,7 @@ mod cluster;
 mod cluster_chaos;
 mod deploy;
 mod direct;
+mod doctor;
 mod durability;
 mod e2ee;
 mod fed_delivery;
