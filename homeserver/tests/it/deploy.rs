@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use mobium_homeserver::config::{self, settings::SETTINGS};
 
-fn deploy_file(name: &str) -> PathBuf {
+pub fn deploy_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
         .join(name)

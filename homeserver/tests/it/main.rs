@@ -12,6 +12,7 @@ mod channels;
 mod client_cli;
 mod cluster;
 mod cluster_chaos;
+mod compose;
 mod deploy;
 mod direct;
 mod doctor;
