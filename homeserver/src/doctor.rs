@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use mobium_spec::{PublicKey, ServerName};
 
-use crate::backup::archive::{DATABASE, KEY};
+use crate::backup::archive::DATABASE;
 use crate::config::Config;
 use crate::keyfile;
 use crate::server::redact;
@@ -94,7 +94,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
     let database_exists =
         ops::is_postgres(&url) || config.database_url.is_some() || db_file.is_file();
     let (key_check, key) = server_key(
-        &dir.join(KEY),
+        &config.server_key_path(),
         database_exists && config.database_url.is_none(),
     );
     checks.push(key_check);

@@ -68,9 +68,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BackupError {
     move |source| BackupError::Io { what, source }
 }
 
-/// The server key's path for `config`.
+/// The server key's path for `config` (`SC_SERVER_KEY_FILE`, or `server.key` in the data
+/// directory). Restore always writes `server.key` into the data directory it restores.
 pub fn key_path(config: &Config) -> PathBuf {
-    config.data_dir.join(KEY)
+    config.server_key_path()
 }
 
 /// `dir/.name.suffix`: a hidden file beside `path`.
@@ -98,7 +99,8 @@ pub async fn create(config: &Config, to: &Path) -> Result<Manifest, BackupError>
     let key = key_path(config);
     if !key.is_file() {
         return Err(BackupError::Missing(format!(
-            "no server key at {}: has a server run with this configuration (SC_DATA_DIR)?",
+            "no server key at {}: has a server run with this configuration (SC_DATA_DIR, \
+             SC_SERVER_KEY_FILE)?",
             key.display()
         )));
     }
