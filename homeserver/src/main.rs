@@ -75,6 +75,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print the configuration reference (Markdown; deploy/CONFIG.md is this output).
+    ConfigReference,
     /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
     Client(cli::ClientArgs),
 }
@@ -100,6 +102,10 @@ fn main() -> ExitCode {
             },
         },
         Command::Doctor { config } => operate::doctor(load_config(config)),
+        Command::ConfigReference => {
+            print!("{}", config::reference::markdown());
+            ExitCode::SUCCESS
+        }
         Command::Client(args) => cli::run(args),
     }
 }

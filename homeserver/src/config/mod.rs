@@ -763,6 +763,9 @@ fn redact_url(url: &str) -> String {
 /// The table of settings (keys, defaults, meanings).
 pub mod settings;
 
+/// The generated configuration reference (`deploy/CONFIG.md`).
+pub mod reference;
+
 /// The per-setting checks, as serde `deserialize_with` functions: each accepts what either layer
 /// can carry and reports `expected ..., got ...`.
 mod field;
