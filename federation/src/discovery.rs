@@ -317,6 +317,21 @@ impl Discovery {
     }
 }
 
+/// Looks `name` up in DNS only, as another server's discovery would (TXT `_mobium.<host>` for the
+/// key, SRV `_mobium._udp.<host>` for the target and port, then the target's address), with no
+/// cache, static peer or well-known fallback: what `mobium doctor` checks. `nameservers` as in
+/// [`DiscoveryConfig::nameservers`] (empty: the system's).
+pub async fn lookup_dns(nameservers: &[SocketAddr], name: &ServerName) -> Result<PeerInfo, String> {
+    let discovery = Discovery {
+        statics: HashMap::new(),
+        resolver: build_resolver(nameservers),
+        well_known: None,
+        negative_ttl: Duration::ZERO,
+        cache: Mutex::new(HashMap::new()),
+    };
+    discovery.dns(name).await.map(|(info, _)| info)
+}
+
 /// The hickory resolver: the given name servers (UDP, then TCP, on their own ports) or, with none,
 /// the system's configuration.
 fn build_resolver(nameservers: &[SocketAddr]) -> Option<TokioResolver> {

@@ -36,7 +36,7 @@ pub use config::{
     DEFAULT_NEGATIVE_TTL, DEFAULT_REQUEST_TIMEOUT, DiscoveryConfig, FedConfig, StaticPeer,
     WellKnownMode,
 };
-pub use discovery::PeerInfo;
+pub use discovery::{PeerInfo, lookup_dns};
 pub use error::FedError;
 pub use handler::FederationHandler;
 pub use node::Federation;

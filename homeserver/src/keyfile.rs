@@ -7,18 +7,26 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use mobium_spec::Keypair;
 
+/// Loads the existing key at `path`, refusing one that others may read.
+pub fn load(path: &Path) -> anyhow::Result<Keypair> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(path, bytes)
+}
+
+fn parse(path: &Path, bytes: Vec<u8>) -> anyhow::Result<Keypair> {
+    let text = String::from_utf8(bytes).context("server key file is not text")?;
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{} does not hold a 64-hex-digit key", path.display()))?;
+    check_mode(path)?;
+    Ok(Keypair::from_seed(seed))
+}
+
 /// Loads the key at `path`, or creates it (and its directory) if it does not exist.
 pub fn load_or_create(path: &Path) -> anyhow::Result<Keypair> {
     match std::fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).context("server key file is not text")?;
-            let seed: [u8; 32] = hex::decode(text.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .with_context(|| format!("{} does not hold a 64-hex-digit key", path.display()))?;
-            check_mode(path)?;
-            Ok(Keypair::from_seed(seed))
-        }
+        Ok(bytes) => parse(path, bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)

@@ -14,12 +14,16 @@
 //!    `ClientHandler` the WebSocket transport calls) and the federation edge ([`fed`], the
 //!    `FederationHandler` the QUIC transport calls), plus [`http`];
 //! 6. [`preflight`] and [`server`], which wire the transports, the edges and the state together;
+//!    beside them the operator's commands: [`backup`] (`mobium backup` / `restore`) and
+//!    [`doctor`], over `storage::ops`;
 //! 7. the `mobium` binary (`main.rs`, `cli/`).
 
+pub mod backup;
 mod client_edge;
 pub mod cluster;
 pub mod config;
 pub mod datadir;
+pub mod doctor;
 pub mod domain;
 pub mod fed;
 pub mod http;

@@ -1,13 +1,16 @@
 //! The `mobium` binary: `mobium serve` runs a homeserver (zero configuration: SQLite in
 //! `./data/`, clients on 127.0.0.1:8443); `mobium client …` is an end-to-end encrypted
 //! command-line client ([`cli`]); `mobium health` asks a running server's `/health`
-//! ([`health`], the container image's health check).
+//! ([`health`], the container image's health check); `mobium backup` and `mobium restore`
+//! ([`operate`]) copy a server's key and database to one file and back; `mobium doctor` checks
+//! a server's setup.
 
 mod cli;
 mod health;
+mod logging;
+mod operate;
 mod systemd;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +46,37 @@ enum Command {
         #[arg(long)]
         addr: Option<std::net::SocketAddr>,
     },
+    /// Write a consistent backup (server key, SQLite database, manifest) to one file while the
+    /// server runs. With PostgreSQL the file holds the key only: use pg_dump for the database.
+    Backup {
+        /// The backup file to write (replaced if it exists); it holds the server's secret key.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// TOML configuration file (or set SC_CONFIG): where the key and the database are.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Restore a backup into an empty (or new) data directory, checking every checksum.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The data directory to restore into; default: the configured SC_DATA_DIR.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration file (or set SC_CONFIG), read for the default data directory.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration, the data directory, the server key, the database and the
+    /// federation DNS records; print ok/FAIL per check with what to fix; exit 1 on any FAIL.
+    Doctor {
+        /// TOML configuration file (or set SC_CONFIG).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the configuration reference (Markdown; deploy/CONFIG.md is this output).
+    ConfigReference,
     /// An end-to-end encrypted command-line client (identity, DMs, channels, invites, presence).
     Client(cli::ClientArgs),
 }
@@ -52,8 +86,34 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Health { config, addr } => health(config, addr),
+        Command::Backup { to, config } => match load_config(config) {
+            Ok(c) => operate::backup(c, &to),
+            Err(e) => settings_error("backup", &e),
+        },
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+        } => match data_dir {
+            Some(dir) => operate::restore(&from, dir),
+            None => match load_config(config) {
+                Ok(c) => operate::restore(&from, c.data_dir),
+                Err(e) => settings_error("restore", &e),
+            },
+        },
+        Command::Doctor { config } => operate::doctor(load_config(config)),
+        Command::ConfigReference => {
+            print!("{}", config::reference::markdown());
+            ExitCode::SUCCESS
+        }
         Command::Client(args) => cli::run(args),
     }
+}
+
+/// Settings that do not load: exit 2, as `mobium serve` does.
+fn settings_error(command: &str, e: &config::ConfigError) -> ExitCode {
+    eprintln!("mobium {command}: {e}");
+    ExitCode::from(2)
 }
 
 /// The settings `mobium serve` would run with: defaults, the file (`--config` or
@@ -119,20 +179,15 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal, not in log files or journald.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    let format = config.log_format;
+    logging::init(&config.log, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mobium: cannot start the async runtime: {e}");
+            logging::fatal(format, &format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -140,7 +195,7 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
         let running = match server::start(config).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("mobium: {e:#}");
+                logging::fatal(format, &format!("{e:#}"));
                 return ExitCode::FAILURE;
             }
         };
@@ -175,7 +230,7 @@ fn serve(file: Option<PathBuf>) -> ExitCode {
         match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("mobium: {e:#}");
+                logging::fatal(format, &format!("{e:#}"));
                 ExitCode::FAILURE
             }
         }

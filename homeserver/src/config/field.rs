@@ -8,7 +8,7 @@ use mobium_client_api::server::{ParseIpNetError, TrustedProxies};
 use mobium_spec::ServerName;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{MAX_SECONDS, PeerSetting, Registration, ServerType, WellKnown};
+use super::{LogFormat, MAX_SECONDS, PeerSetting, Registration, ServerType, WellKnown};
 
 /// A value as written, before it is checked.
 enum Raw {
@@ -291,6 +291,14 @@ pub(super) fn log<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
             Ok(_) => Ok(s.to_owned()),
             Err(e) => Err(format!("expected {WHAT}, got {raw} ({e})")),
         }
+    })
+}
+
+pub(super) fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+    with(d, |raw| match raw {
+        Raw::Str(s) if s.trim().eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+        Raw::Str(s) if s.trim().eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+        _ => Err(format!("expected one of text, json, got {raw}")),
     })
 }
 

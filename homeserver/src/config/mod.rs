@@ -181,6 +181,9 @@ pub struct Config {
     /// `tracing` filter directives (`SC_LOG`, default `info`).
     #[serde(deserialize_with = "field::log")]
     pub log: String,
+    /// How log lines are written to stderr (`SC_LOG_FORMAT`, default [`LogFormat::Text`]).
+    #[serde(deserialize_with = "field::log_format")]
+    pub log_format: LogFormat,
     /// Whether to federate (`SC_FED_ENABLED`, default true).
     #[serde(deserialize_with = "field::boolean")]
     pub fed_enabled: bool,
@@ -258,6 +261,7 @@ impl Default for Config {
             rate_limit_per_sec: 20,
             rate_limit_burst: 50,
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
             fed_enabled: true,
             fed_host: None,
             fed_port: 8448,
@@ -300,6 +304,7 @@ impl fmt::Debug for Config {
             rate_limit_per_sec,
             rate_limit_burst,
             log,
+            log_format,
             fed_enabled,
             fed_host,
             fed_port,
@@ -336,6 +341,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_per_sec", rate_limit_per_sec)
             .field("rate_limit_burst", rate_limit_burst)
             .field("log", log)
+            .field("log_format", log_format)
             .field("fed_enabled", fed_enabled)
             .field("fed_host", fed_host)
             .field("fed_port", fed_port)
@@ -484,6 +490,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// How log lines are written (`SC_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `message`, the event's fields,
+    /// `span`/`spans`), for log shippers.
+    Json,
 }
 
 /// Which tier a server is (`SC_SERVER_TYPE`): one process of a community, or one of the
@@ -745,6 +762,9 @@ fn redact_url(url: &str) -> String {
 
 /// The table of settings (keys, defaults, meanings).
 pub mod settings;
+
+/// The generated configuration reference (`deploy/CONFIG.md`).
+pub mod reference;
 
 /// The per-setting checks, as serde `deserialize_with` functions: each accepts what either layer
 /// can carry and reports `expected ..., got ...`.

@@ -179,6 +179,12 @@ pub const SETTINGS: &[Setting] = &[
         "tracing filter, e.g. info or info,mobium_homeserver=debug",
     ),
     s(
+        "log_format",
+        "text",
+        "Log lines on stderr: text (coloured only on a terminal without NO_COLOR) or json \
+         (one object per line)",
+    ),
+    s(
         "fed_enabled",
         "true",
         "Federate with other homeservers over QUIC",

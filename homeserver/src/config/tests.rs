@@ -162,6 +162,7 @@ fn every_setting_loads_from_file_and_env() {
         ("rate_limit_per_sec", "1", "1"),
         ("rate_limit_burst", "1", "1"),
         ("log", "\"warn,mobium_homeserver=trace\"", "error"),
+        ("log_format", "\"json\"", "Text"),
         ("fed_enabled", "false", "off"),
         ("fed_host", "\"0.0.0.0\"", "::1"),
         ("fed_port", "0", "7202"),
@@ -197,6 +198,7 @@ fn every_setting_loads_from_file_and_env() {
     assert!(c.require_tls);
     assert_eq!(c.max_message_size, 64 * 1024 * 1024);
     assert_eq!(c.history_ttl, MAX_SECONDS);
+    assert_eq!(c.log_format, LogFormat::Json);
 
     let vars: Vec<(String, String)> = all
         .iter()
@@ -209,6 +211,7 @@ fn every_setting_loads_from_file_and_env() {
     assert_eq!(c.registration, Registration::Invite);
     assert_eq!(c.max_message_size, 1024);
     assert_eq!(c.log, "error");
+    assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.trusted_proxies.0.len(), 2);
     assert_eq!(
         (c.server_type, c.instance_id),
@@ -399,6 +402,11 @@ fn bad_env_values_name_the_setting() {
             "SC_LOG",
             "",
             "expected a tracing filter such as info or info,mobium_homeserver=debug, got \"\"",
+        ),
+        (
+            "SC_LOG_FORMAT",
+            "logfmt",
+            "expected one of text, json, got \"logfmt\"",
         ),
     ];
     for (var, value, expected) in cases {

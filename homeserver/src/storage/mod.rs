@@ -19,6 +19,7 @@
 
 mod cluster;
 mod codec;
+pub mod ops;
 pub mod postgres;
 pub mod sqlite;
 

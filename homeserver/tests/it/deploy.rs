@@ -1,12 +1,12 @@
 //! The files in `deploy/` agree with the server: the packaged `/etc/mobium/mobium.toml` loads
 //! as it ships, lists every setting, and points at the data directory the systemd unit gives
-//! the service. (`deploy/check-unit.sh` and `deploy/test-deb.sh` check the rest for real.)
+//! the service; `deploy/CONFIG.md` is what the code generates. (`deploy/check-unit.sh` and `deploy/test-deb.sh` check the rest for real.)
 
 use std::path::PathBuf;
 
 use mobium_homeserver::config::{self, settings::SETTINGS};
 
-fn deploy_file(name: &str) -> PathBuf {
+pub fn deploy_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
         .join(name)
@@ -101,4 +101,36 @@ async fn mobium_health_passes_for_a_serving_server_and_fails_otherwise() {
         Some(2),
         "bad settings are not a health verdict"
     );
+}
+
+#[tokio::test]
+async fn the_configuration_reference_is_what_the_code_generates() {
+    let path = deploy_file("CONFIG.md");
+    let generated = config::reference::markdown();
+    if std::env::var_os("MOBIUM_REGENERATE").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "deploy/CONFIG.md is out of date: regenerate it with `mobium config-reference > \
+         deploy/CONFIG.md` or MOBIUM_REGENERATE=1 cargo test -p mobium-homeserver --test it -- \
+         deploy::"
+    );
+    // The command prints the same text.
+    let out = tokio::process::Command::new(BIN)
+        .arg("config-reference")
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), generated);
+    for s in SETTINGS {
+        assert!(
+            committed.contains(&format!("| `{}` | `{}` |", s.key, s.var())),
+            "{}",
+            s.key
+        );
+    }
 }

@@ -103,7 +103,7 @@ async fn serve_help_lists_every_setting_with_its_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_keeps_its_files_private_its_logs_plain_and_its_data_dir_to_itself() {
+async fn serve_keeps_its_files_private_and_its_data_dir_to_itself() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -122,14 +122,7 @@ async fn serve_keeps_its_files_private_its_logs_plain_and_its_data_dir_to_itself
     })
     .await
     .expect("the server announces itself");
-    assert!(
-        output.contains("mobium homeserver ready"),
-        "the log is there: {output}"
-    );
-    assert!(
-        !output.contains('\u{1b}'),
-        "no colour codes in a log that is not a terminal: {output:?}"
-    );
+    // What the log looks like (and that it goes to stderr) is `logging::`'s business.
 
     #[cfg(unix)]
     {
