@@ -11,7 +11,7 @@
 //!   client keeping 4 sends in flight, first with all clients on instance 1, then spread over the
 //!   3 instances; each instance's CPU per acknowledged send (the clients run in this process).
 //!
-//! Knobs: `BENCH_SECONDS` (default 5).
+//! Knobs: `BENCH_SECONDS` (default 5), `BENCH_RATE` (the paced rate, default 500 msg/s).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -201,6 +201,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let rate: u64 = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let admin = std::env::var("BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let nats = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
@@ -236,20 +240,20 @@ async fn main() {
     let pids: Vec<u32> = children.iter().map(|c| c.id().unwrap()).collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let (same50, same99, n1) = latency(&urls[0], &urls[0], 500, seconds).await;
-    let (cross50, cross99, n2) = latency(&urls[0], &urls[1], 500, seconds).await;
+    let (same50, same99, n1) = latency(&urls[0], &urls[0], rate, seconds).await;
+    let (cross50, cross99, n2) = latency(&urls[0], &urls[1], rate, seconds).await;
     let one = throughput(&urls[..1], &pids[..1], seconds).await;
     let spread = throughput(&urls, &pids, seconds).await;
     drop(children);
 
     println!("mobium managed cluster benchmark (3 instances, PostgreSQL, NATS, release, loopback)");
     println!(
-        "  latency at 500 msg/s, one instance     p50 {:>8.3} ms  p99 {:>8.3} ms  ({n1} messages)",
+        "  latency at {rate} msg/s, one instance     p50 {:>8.3} ms  p99 {:>8.3} ms  ({n1} messages)",
         ms(same50),
         ms(same99)
     );
     println!(
-        "  latency at 500 msg/s, across instances p50 {:>8.3} ms  p99 {:>8.3} ms  ({n2} messages)",
+        "  latency at {rate} msg/s, across instances p50 {:>8.3} ms  p99 {:>8.3} ms  ({n2} messages)",
         ms(cross50),
         ms(cross99)
     );
