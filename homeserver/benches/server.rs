@@ -15,7 +15,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_mobium");
 
 mod support;
-use support::{channel_with, connect, cpu_time, percentile, rss_kib};
+use support::{channel_with, connect, cpu_time, latency, rss_kib};
 
 async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let start = Instant::now();
@@ -58,55 +57,6 @@ async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let ready = start.elapsed();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url, ready)
-}
-
-/// Paced sends from one member; latency measured at another member's event stream.
-async fn latency(url: &str, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
-    let (sender, _se) = connect(url).await;
-    let (receiver, mut re) = connect(url).await;
-    let ch = channel_with(&sender, std::slice::from_ref(&receiver)).await;
-    let total = rate * seconds;
-    let sent_at: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Default::default();
-    let sa = sent_at.clone();
-    let recv = tokio::spawn(async move {
-        let mut lat = Vec::with_capacity(total as usize);
-        while lat.len() < total as usize {
-            match tokio::time::timeout(Duration::from_secs(10), re.recv()).await {
-                Ok(Some(Event::Message(m))) => {
-                    let n = u32::from_be_bytes(m.ciphertext[..4].try_into().unwrap());
-                    if let Some(t) = sa.lock().unwrap().remove(&n) {
-                        lat.push(t.elapsed());
-                    }
-                }
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        lat
-    });
-    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for n in 0..total as u32 {
-        tick.tick().await;
-        let mut body = n.to_be_bytes().to_vec();
-        body.resize(200, 0xab); // a typical small Megolm ciphertext
-        sent_at.lock().unwrap().insert(n, Instant::now());
-        let s = sender.clone();
-        let channel = ch.clone();
-        tokio::spawn(async move {
-            let _ = s
-                .request(Request::MessageSend(MessageSend {
-                    channel,
-                    ciphertext: body,
-                    reply_to: None,
-                    txn: None,
-                }))
-                .await;
-        });
-    }
-    let mut lat = recv.await.unwrap();
-    lat.sort();
-    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
 }
 
 /// What the throughput run measured.
@@ -227,7 +177,7 @@ async fn main() {
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid);
-    let (p50, p99, n) = latency(&url, 1000, seconds).await;
+    let (p50, p99, n) = latency(&url, &url, 1000, seconds).await;
     let t = throughput(&url, pid, seconds).await;
     let (acked, delivered) = (t.acked_per_s, t.delivered_per_s);
     drop(child);

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mobium_client_api::sdk::{Client, ConnectOptions};
 use mobium_spec::client::*;
@@ -83,4 +85,52 @@ pub async fn channel_with(owner: &Client, members: &[Client]) -> ChannelId {
         .unwrap();
     }
     ch.channel
+}
+
+/// Paced sends from a member on `from`; latency at a member on `to`.
+pub async fn latency(from: &str, to: &str, rate: u64, seconds: u64) -> (Duration, Duration, usize) {
+    let (sender, _se) = connect(from).await;
+    let (receiver, mut re) = connect(to).await;
+    let ch = channel_with(&sender, std::slice::from_ref(&receiver)).await;
+    let total = rate * seconds;
+    let sent_at: Arc<std::sync::Mutex<HashMap<u32, Instant>>> = Default::default();
+    let sa = sent_at.clone();
+    let recv = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(total as usize);
+        while lat.len() < total as usize {
+            match tokio::time::timeout(Duration::from_secs(10), re.recv()).await {
+                Ok(Some(Event::Message(m))) => {
+                    let n = u32::from_be_bytes(m.ciphertext[..4].try_into().unwrap());
+                    if let Some(t) = sa.lock().unwrap().remove(&n) {
+                        lat.push(t.elapsed());
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        lat
+    });
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for n in 0..total as u32 {
+        tick.tick().await;
+        let mut body = n.to_be_bytes().to_vec();
+        body.resize(200, 0xab);
+        sent_at.lock().unwrap().insert(n, Instant::now());
+        let (s, channel) = (sender.clone(), ch.clone());
+        tokio::spawn(async move {
+            let _ = s
+                .request(Request::MessageSend(MessageSend {
+                    channel,
+                    ciphertext: body,
+                    reply_to: None,
+                    txn: None,
+                }))
+                .await;
+        });
+    }
+    let mut lat = recv.await.unwrap();
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
 }

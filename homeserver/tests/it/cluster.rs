@@ -169,6 +169,27 @@ pub(crate) async fn history_after(
     }
 }
 
+/// `member`, a user of another server, joins `owner`'s channel `ch` with a `code@host` invite.
+pub(crate) async fn join_from_elsewhere(owner: &Client, member: &Client, ch: &ChannelId) {
+    let Response::Invite(inv) = owner
+        .request(Request::InviteCreate(InviteCreate {
+            channel: ch.clone(),
+            max_uses: None,
+            expires_in_secs: None,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("invite")
+    };
+    member
+        .request(Request::ChannelJoin(ChannelJoin {
+            code: format!("{}@{}", inv.code, ch.host),
+        }))
+        .await
+        .unwrap();
+}
+
 pub(crate) fn cluster_spec() -> NodeSpec {
     let mut s = specs(1).remove(0);
     s.name = "cluster.fed.test".parse::<ServerName>().unwrap();
@@ -415,23 +436,7 @@ async fn a_community_member_server_sees_one_ordered_peer() {
     let ch = create_channel(&alice).await;
     join_with_new_invite(&alice, &bob, &ch).await;
     join_with_new_invite(&alice, &dave, &ch).await;
-    let Response::Invite(inv) = alice
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.clone(),
-            max_uses: None,
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("invite")
-    };
-    carol
-        .request(Request::ChannelJoin(ChannelJoin {
-            code: format!("{}@{}", inv.code, ch.host),
-        }))
-        .await
-        .unwrap();
+    join_from_elsewhere(&alice, &carol, &ch).await;
     const EACH: usize = 40;
     let (sa, sb, sd) = tokio::join!(
         async {

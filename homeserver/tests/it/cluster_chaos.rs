@@ -12,7 +12,9 @@ use mobium_spec::client::*;
 use mobium_spec::{ChannelId, Keypair, MessageId};
 use tokio::process::{Child, Command};
 
-use crate::cluster::{cluster_spec, history, history_after, send, start_cluster_on};
+use crate::cluster::{
+    cluster_spec, history, history_after, join_from_elsewhere, send, start_cluster_on,
+};
 use crate::durability::spawn_with;
 use crate::federation::{free_udp_port, specs, start_node};
 use crate::support::*;
@@ -287,23 +289,7 @@ async fn a_killed_instance_loses_nothing_and_its_outbox_is_taken_over() {
         .unwrap();
     let (carol, mut ce, _) = client(&community).await;
     let ch = create_channel(&alice).await;
-    let Response::Invite(inv) = alice
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.clone(),
-            max_uses: None,
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("invite")
-    };
-    carol
-        .request(Request::ChannelJoin(ChannelJoin {
-            code: format!("{}@{}", inv.code, ch.host),
-        }))
-        .await
-        .unwrap();
+    join_from_elsewhere(&alice, &carol, &ch).await;
     // Instance 1 answered the join and queued its event first: it holds the lease.
     send(&alice, &ch, b"warm-up").await;
     let community_name = c.name.to_string();
@@ -326,20 +312,7 @@ async fn a_killed_instance_loses_nothing_and_its_outbox_is_taken_over() {
     let (bob, bn) = Client::connect_persistent(&url2, bob_key, ConnectOptions::default())
         .await
         .unwrap();
-    let Response::Invite(inv) = alice
-        .request(Request::InviteCreate(InviteCreate {
-            channel: ch.clone(),
-            max_uses: Some(1),
-            expires_in_secs: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("invite")
-    };
-    bob.request(Request::ChannelJoin(ChannelJoin { code: inv.code }))
-        .await
-        .unwrap();
+    join_with_new_invite(&alice, &bob, &ch).await;
     let seen = Arc::new(tokio::sync::Mutex::new(Seen::default()));
     let rx = tokio::spawn(receive(bob.clone(), bn, ch.clone(), seen.clone()));
 
