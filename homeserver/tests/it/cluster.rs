@@ -78,7 +78,7 @@ pub(crate) async fn start_cluster(
     others: &[NodeSpec],
 ) -> Option<TestCluster> {
     require_nats().await;
-    start_cluster_on(n, spec, others, &nats_url()).await
+    start_cluster_on(n, spec, others, &nats_url(), |_| {}).await
 }
 
 /// [`start_cluster`] with the instances talking through the NATS server at `nats`.
@@ -87,6 +87,7 @@ pub(crate) async fn start_cluster_on(
     spec: &NodeSpec,
     others: &[NodeSpec],
     nats: &str,
+    tweak: impl Fn(&mut Config),
 ) -> Option<TestCluster> {
     let db = PgDb::create().await?;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -102,6 +103,7 @@ pub(crate) async fn start_cluster_on(
         let port = if i == 0 { spec.fed_port } else { 0 };
         let mut config = instance_config(spec, &key_file, &db.url, &data, port, others);
         config.nats_url = Some(nats.to_owned());
+        tweak(&mut config);
         let running = mobium_homeserver::server::start(config.clone())
             .await
             .expect("instance starts");
@@ -533,5 +535,43 @@ async fn one_time_keys_are_claimed_once_across_instances() {
         "keys_low from both instances"
     );
     drop((owner, claimers));
+    cluster.stop().await;
+}
+
+/// One user connected to two instances shares one rate-limit bucket: a burst of 10 allows
+/// about 10 requests in all, not 10 per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_two_instances_shares_one_rate_limit() {
+    require_nats().await;
+    let spec = cluster_spec();
+    let Some(cluster) = start_cluster_on(2, &spec, &[], &nats_url(), |c| {
+        c.rate_limit_burst = 10;
+        c.rate_limit_per_sec = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let key = Keypair::generate();
+    let (one, _e1) = connect_as(&cluster.instances[0], &key).await.unwrap();
+    let (two, _e2) = connect_as(&cluster.instances[1], &key).await.unwrap();
+    let mut accepted = 0;
+    let mut limited = 0;
+    for i in 0..16 {
+        let c = if i % 2 == 0 { &one } else { &two };
+        match c.request(Request::Ping).await {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                assert_eq!(code(Err(e)), mobium_spec::ErrorCode::RateLimited);
+                limited += 1;
+            }
+        }
+    }
+    // Each instance's own bucket alone would let all 16 through (8 each, burst 10).
+    assert!(
+        (10..=12).contains(&accepted),
+        "accepted {accepted}, limited {limited}"
+    );
+    drop((one, two));
     cluster.stop().await;
 }

@@ -118,7 +118,7 @@ async fn receive(
 async fn nats_restarted_mid_traffic_loses_nothing_acknowledged() {
     let mut nats = PrivateNats::start().await;
     let spec = cluster_spec();
-    let Some(cluster) = start_cluster_on(2, &spec, &[], &nats.url()).await else {
+    let Some(cluster) = start_cluster_on(2, &spec, &[], &nats.url(), |_| {}).await else {
         return;
     };
     let (a, b) = (&cluster.instances[0], &cluster.instances[1]);
