@@ -15,19 +15,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mobium_client_api::sdk::Client;
 use mobium_spec::Keypair;
-use mobium_spec::client::*;
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 mod support;
-use support::{channel_with, connect, cpu_time, latency};
+use support::{latency, throughput};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mobium");
 
@@ -65,81 +61,6 @@ async fn spawn(
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
-}
-
-struct Throughput {
-    acked_per_s: f64,
-    delivered_per_s: f64,
-    /// CPU µs per acknowledged send, per instance.
-    cpu_us: Vec<f64>,
-}
-
-/// 60 clients in 6 channels of 10, client `i` on `urls[i % urls.len()]`, 4 sends in flight
-/// each, for `seconds`; `pids` are the instances whose CPU is charged.
-async fn throughput(urls: &[String], pids: &[u32], seconds: u64) -> Throughput {
-    let mut clients = Vec::new();
-    for i in 0..60 {
-        clients.push(connect(&urls[i % urls.len()]).await);
-    }
-    let mut channels = Vec::new();
-    for g in 0..6 {
-        let group: Vec<Client> = clients[g * 10..g * 10 + 10]
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect();
-        channels.push(channel_with(&group[0], &group[1..]).await);
-    }
-    let acked = Arc::new(AtomicU64::new(0));
-    let delivered = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for (i, (c, mut events)) in clients.into_iter().enumerate() {
-        let d = delivered.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                if matches!(e, Event::Message(_)) {
-                    d.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let ch = channels[i / 10].clone();
-        for _ in 0..4 {
-            let (c, ch, acked) = (c.clone(), ch.clone(), acked.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    if c.request(Request::MessageSend(MessageSend {
-                        channel: ch.clone(),
-                        ciphertext: vec![0xcd; 200],
-                        reply_to: None,
-                        txn: None,
-                    }))
-                    .await
-                    .is_ok()
-                    {
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    let start = Instant::now();
-    let cpu_start: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu: Vec<f64> = pids
-        .iter()
-        .zip(cpu_start)
-        .map(|(p, s)| (cpu_time(*p) - s).as_secs_f64())
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = acked.load(Ordering::Relaxed) as f64;
-    Throughput {
-        acked_per_s: acked / secs,
-        delivered_per_s: delivered.load(Ordering::Relaxed) as f64 / secs,
-        cpu_us: cpu.iter().map(|c| c * 1e6 / acked.max(1.0)).collect(),
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -193,8 +114,8 @@ async fn main() {
 
     let (same50, same99, n1) = latency(&urls[0], &urls[0], rate, seconds).await;
     let (cross50, cross99, n2) = latency(&urls[0], &urls[1], rate, seconds).await;
-    let one = throughput(&urls[..1], &pids[..1], seconds).await;
-    let spread = throughput(&urls, &pids, seconds).await;
+    let one = throughput(&urls[..1], &pids[..1], 60, seconds).await;
+    let spread = throughput(&urls, &pids, 60, seconds).await;
     drop(children);
 
     println!("mobium managed cluster benchmark (3 instances, PostgreSQL, NATS, release, loopback)");

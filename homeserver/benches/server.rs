@@ -16,18 +16,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mobium_client_api::sdk::Client;
-use mobium_spec::client::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mobium");
 
 mod support;
-use support::{channel_with, connect, cpu_time, latency, rss_kib};
+use support::{connect, latency, rss_kib, throughput};
 
 async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let start = Instant::now();
@@ -57,82 +54,6 @@ async fn spawn(dir: &std::path::Path) -> (Child, String, Duration) {
     let ready = start.elapsed();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url, ready)
-}
-
-/// What the throughput run measured.
-struct Throughput {
-    acked_per_s: f64,
-    delivered_per_s: f64,
-    /// Server CPU (user + system) per acknowledged send, µs.
-    cpu_us_per_msg: f64,
-    /// Server CPU over the run as a share of one core.
-    cores_busy: f64,
-}
-
-/// 100 clients in 10 channels, each keeping 4 sends in flight, for `seconds`; the server is
-/// process `pid`, whose CPU time over the run is charged to the acknowledged sends.
-async fn throughput(url: &str, pid: u32, seconds: u64) -> Throughput {
-    let mut clients = Vec::new();
-    for _ in 0..100 {
-        clients.push(connect(url).await);
-    }
-    let mut channels = Vec::new();
-    for g in 0..10 {
-        let group: Vec<Client> = clients[g * 10..g * 10 + 10]
-            .iter()
-            .map(|(c, _)| c.clone())
-            .collect();
-        channels.push(channel_with(&group[0], &group[1..]).await);
-    }
-    let acked = Arc::new(AtomicU64::new(0));
-    let delivered = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for (i, (c, mut events)) in clients.into_iter().enumerate() {
-        let d = delivered.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                if matches!(e, Event::Message(_)) {
-                    d.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let ch = channels[i / 10].clone();
-        for _ in 0..4 {
-            let (c, ch, acked) = (c.clone(), ch.clone(), acked.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let body = vec![0xcd; 200];
-                    if c.request(Request::MessageSend(MessageSend {
-                        channel: ch.clone(),
-                        ciphertext: body,
-                        reply_to: None,
-                        txn: None,
-                    }))
-                    .await
-                    .is_ok()
-                    {
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    let start = Instant::now();
-    let cpu_start = cpu_time(pid);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = (cpu_time(pid) - cpu_start).as_secs_f64();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let acked = acked.load(Ordering::Relaxed) as f64;
-    Throughput {
-        acked_per_s: acked / secs,
-        delivered_per_s: delivered.load(Ordering::Relaxed) as f64 / secs,
-        cpu_us_per_msg: cpu * 1e6 / acked.max(1.0),
-        cores_busy: cpu / secs,
-    }
 }
 
 /// Opens `n` authenticated idle connections; returns the server's RSS growth per connection.
@@ -178,7 +99,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(pid);
     let (p50, p99, n) = latency(&url, &url, 1000, seconds).await;
-    let t = throughput(&url, pid, seconds).await;
+    let t = throughput(std::slice::from_ref(&url), &[pid], 100, seconds).await;
     let (acked, delivered) = (t.acked_per_s, t.delivered_per_s);
     drop(child);
 
@@ -215,7 +136,7 @@ async fn main() {
     );
     println!(
         "  server CPU per acknowledged send    {:>10.1} µs  ({:.2} cores busy)",
-        t.cpu_us_per_msg, t.cores_busy
+        t.cpu_us[0], t.cores_busy[0]
     );
     println!(
         "  RSS per idle connection ({conns})   {:>10.0} bytes  ({before} KiB -> {after} KiB)",
@@ -228,8 +149,8 @@ async fn main() {
         p99.as_secs_f64() * 1000.0,
         acked,
         delivered,
-        t.cpu_us_per_msg,
-        t.cores_busy,
+        t.cpu_us[0],
+        t.cores_busy[0],
         per_conn
     );
     // Cargo gives benches a scratch directory inside the target directory.

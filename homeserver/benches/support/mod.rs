@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mobium_client_api::sdk::{Client, ConnectOptions};
@@ -133,4 +134,86 @@ pub async fn latency(from: &str, to: &str, rate: u64, seconds: u64) -> (Duration
     let mut lat = recv.await.unwrap();
     lat.sort();
     (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+}
+
+/// What a throughput run measured.
+pub struct Throughput {
+    /// Acknowledged sends per second.
+    pub acked_per_s: f64,
+    /// Message events received per second, all clients together.
+    pub delivered_per_s: f64,
+    /// Server CPU µs per acknowledged send, per server in `pids` order.
+    pub cpu_us: Vec<f64>,
+    /// Server CPU over the run as a share of one core, per server.
+    pub cores_busy: Vec<f64>,
+}
+
+/// `n` clients in channels of 10, client `i` on `urls[i % urls.len()]`, each keeping 4
+/// sends in flight, for `seconds`; `pids` are the servers whose CPU time over the run is
+/// charged to the acknowledged sends (the clients run in this process).
+pub async fn throughput(urls: &[String], pids: &[u32], n: usize, seconds: u64) -> Throughput {
+    let mut clients = Vec::new();
+    for i in 0..n {
+        clients.push(connect(&urls[i % urls.len()]).await);
+    }
+    let mut channels = Vec::new();
+    for g in 0..n / 10 {
+        let group: Vec<Client> = clients[g * 10..g * 10 + 10]
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect();
+        channels.push(channel_with(&group[0], &group[1..]).await);
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, (c, mut events)) in clients.into_iter().enumerate() {
+        let d = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if matches!(e, Event::Message(_)) {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let ch = channels[i / 10].clone();
+        for _ in 0..4 {
+            let (c, ch, acked) = (c.clone(), ch.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if c.request(Request::MessageSend(MessageSend {
+                        channel: ch.clone(),
+                        ciphertext: vec![0xcd; 200],
+                        reply_to: None,
+                        txn: None,
+                    }))
+                    .await
+                    .is_ok()
+                    {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    let start = Instant::now();
+    let cpu_start: Vec<Duration> = pids.iter().map(|p| cpu_time(*p)).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu: Vec<f64> = pids
+        .iter()
+        .zip(cpu_start)
+        .map(|(p, s)| (cpu_time(*p) - s).as_secs_f64())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = acked.load(Ordering::Relaxed) as f64;
+    Throughput {
+        acked_per_s: acked / secs,
+        delivered_per_s: delivered.load(Ordering::Relaxed) as f64 / secs,
+        cpu_us: cpu.iter().map(|c| c * 1e6 / acked.max(1.0)).collect(),
+        cores_busy: cpu.iter().map(|c| c / secs).collect(),
+    }
 }

@@ -10,7 +10,7 @@ use mobium_homeserver::config::{Config, ServerType};
 use mobium_spec::client::*;
 use mobium_spec::{ChannelId, Keypair, ServerName};
 
-use crate::federation::{NodeSpec, peers, specs, start_node};
+use crate::federation::{NodeSpec, peers, send, specs, start_node};
 use crate::support::*;
 
 /// The NATS server the tests use.
@@ -119,22 +119,6 @@ pub(crate) async fn start_cluster_on(
         db: Some(db),
         _dir: dir,
     })
-}
-
-pub(crate) async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageSent {
-    let Response::MessageSent(s) = c
-        .request(Request::MessageSend(MessageSend {
-            channel: ch.clone(),
-            ciphertext: body.to_vec(),
-            reply_to: None,
-            txn: None,
-        }))
-        .await
-        .unwrap()
-    else {
-        panic!("send")
-    };
-    s
 }
 
 pub(crate) async fn history(c: &Client, ch: &ChannelId) -> Vec<ChannelMessage> {
@@ -249,17 +233,17 @@ async fn users_on_two_instances_talk_as_on_one_server() {
         _ => None,
     })
     .await;
-    assert_eq!((got.id, got.ciphertext), (sent.id, b"m1".to_vec()));
+    assert_eq!((got.id, got.ciphertext), (sent, b"m1".to_vec()));
     let mine = send(&bob, &ch, b"m2").await;
     let got = next_event(&mut ae, |e| match e {
         Event::Message(m) if &m.sender == bob.user_id() => Some(m),
         _ => None,
     })
     .await;
-    assert_eq!(got.id, mine.id);
+    assert_eq!(got.id, mine);
     bob.request(Request::MessageEdit(MessageEdit {
         channel: ch.clone(),
-        id: mine.id,
+        id: mine,
         ciphertext: b"m2 edited".to_vec(),
     }))
     .await
@@ -271,11 +255,11 @@ async fn users_on_two_instances_talk_as_on_one_server() {
     .await;
     assert_eq!(
         (edited.id, edited.ciphertext),
-        (mine.id, b"m2 edited".to_vec())
+        (mine, b"m2 edited".to_vec())
     );
     bob.request(Request::MessageDelete(MessageRef {
         channel: ch.clone(),
-        id: mine.id,
+        id: mine,
     }))
     .await
     .unwrap();
@@ -284,7 +268,7 @@ async fn users_on_two_instances_talk_as_on_one_server() {
         _ => None,
     })
     .await;
-    assert_eq!(deleted, mine.id);
+    assert_eq!(deleted, mine);
 
     // Typing and presence.
     bob.request(Request::Typing(ChannelRef {
@@ -315,7 +299,7 @@ async fn users_on_two_instances_talk_as_on_one_server() {
     // The history is one, whichever instance asks.
     let (ha, hb) = (history(&alice, &ch).await, history(&bob, &ch).await);
     assert_eq!(ha, hb);
-    assert_eq!(ha.iter().map(|m| m.id).collect::<Vec<_>>(), vec![sent.id]);
+    assert_eq!(ha.iter().map(|m| m.id).collect::<Vec<_>>(), vec![sent]);
 
     // Bob leaves: alice sees him offline (he has no session on any instance).
     bob.close();
@@ -444,21 +428,21 @@ async fn a_community_member_server_sees_one_ordered_peer() {
         async {
             let mut ids = Vec::new();
             for i in 0..EACH {
-                ids.push(send(&alice, &ch, format!("a{i}").as_bytes()).await.id);
+                ids.push(send(&alice, &ch, format!("a{i}").as_bytes()).await);
             }
             ids
         },
         async {
             let mut ids = Vec::new();
             for i in 0..EACH {
-                ids.push(send(&bob, &ch, format!("b{i}").as_bytes()).await.id);
+                ids.push(send(&bob, &ch, format!("b{i}").as_bytes()).await);
             }
             ids
         },
         async {
             let mut ids = Vec::new();
             for i in 0..EACH {
-                ids.push(send(&dave, &ch, format!("d{i}").as_bytes()).await.id);
+                ids.push(send(&dave, &ch, format!("d{i}").as_bytes()).await);
             }
             ids
         }

@@ -12,11 +12,9 @@ use mobium_spec::client::*;
 use mobium_spec::{ChannelId, Keypair, MessageId};
 use tokio::process::{Child, Command};
 
-use crate::cluster::{
-    cluster_spec, history, history_after, join_from_elsewhere, send, start_cluster_on,
-};
+use crate::cluster::{cluster_spec, history, history_after, join_from_elsewhere, start_cluster_on};
 use crate::durability::spawn_with;
-use crate::federation::{free_udp_port, specs, start_node};
+use crate::federation::{free_udp_port, send, specs, start_node};
 use crate::support::*;
 
 /// A nats-server of the test's own, on a free port, that the test may kill and start again.
@@ -351,7 +349,7 @@ async fn a_killed_instance_loses_nothing_and_its_outbox_is_taken_over() {
         .await
         .unwrap();
     for i in 0..20u32 {
-        acked.insert(send(&alice, &ch, format!("after {i}").as_bytes()).await.id);
+        acked.insert(send(&alice, &ch, format!("after {i}").as_bytes()).await);
     }
     let stored: Vec<MessageId> = history(&alice, &ch).await.iter().map(|m| m.id).collect();
     let unique: HashSet<MessageId> = stored.iter().copied().collect();

@@ -176,7 +176,8 @@ async fn cross_server_dm_both_ways(backend: Backend) {
     b.stop().await;
 }
 
-async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageId {
+/// Sends `body` to `ch` and returns the id the host gave it.
+pub(crate) async fn send(c: &Client, ch: &ChannelId, body: &[u8]) -> MessageId {
     let Response::MessageSent(s) = c
         .request(Request::MessageSend(MessageSend {
             channel: ch.clone(),
